@@ -1,0 +1,27 @@
+# The two commands a newcomer needs are in README.md; this file is where they live.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.labelplan-installed
+
+.PHONY: test test-unit lint install
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## The whole suite: pure unit tests and integration tests against a real Label Studio 1.23.2.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## Only the pure tests (no server): fast feedback while editing the core.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not labelstudio"
+
+lint: $(STAMP)
+	$(BIN)/ruff check plugin backend tests
+	$(BIN)/ruff format --check plugin backend tests
