@@ -461,3 +461,37 @@ def test_invited_member_has_an_organization_and_a_working_token(
     assert me["email"] == member.email
     assert me["active_organization"] is not None
     assert label_studio.token != member.client.sdk._client_wrapper._tokens_client.api_key
+
+
+def test_create_one_prediction_and_count_calls(
+    make_project: Callable[..., Any], admin: LabelStudioClient
+) -> None:
+    project_id, ids = make_project(TEXTS[:2])
+    before = admin.calls["POST"]
+    prediction_id = admin.create_prediction(NewPrediction(ids[1], 0.75, "queue-g"))
+    assert admin.calls["POST"] == before + 1
+    assert [(p.id, p.score, p.model_version) for p in admin.task_predictions(ids[1])] == [
+        (prediction_id, 0.75, "queue-g")
+    ]
+    with pytest.raises(InvalidPrediction):
+        admin.create_prediction(NewPrediction(ids[0], 2.0, "queue-g"))
+
+
+def test_a_single_create_whose_answer_is_lost_is_not_duplicated(
+    make_project: Callable[..., Any], admin: LabelStudioClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project_id, ids = make_project(TEXTS[:1])
+    real_request = admin._request
+    lost = []
+
+    def lose_first_answer(method: str, path: str, **kwargs: Any) -> Any:
+        response = real_request(method, path, **kwargs)
+        if method == "POST" and path == "/api/predictions/" and not lost:
+            lost.append(response.json()["id"])
+            raise requests.ConnectionError("connection reset after the server answered")
+        return response
+
+    monkeypatch.setattr(admin, "_request", lose_first_answer)
+    prediction_id = admin.create_prediction(NewPrediction(ids[0], 0.5, "queue-h"))
+    assert [prediction_id] == lost
+    assert len(admin.task_predictions(ids[0])) == 1
