@@ -8,13 +8,20 @@ that says what to do next.
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from labelplan import __version__
+
+if TYPE_CHECKING:
+    from labelplan.schedule import Summary
 
 app = typer.Typer(
     name="labelplan",
@@ -68,6 +75,123 @@ def taxonomy(
     for control in found.taxonomy.controls.values():
         table.add_row(control.name, control.tag, ", ".join(control.labels))
     out.print(table)
+
+
+@app.command()
+def validate(
+    plan_path: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan file (YAML).")],
+) -> None:
+    """Check a plan file: print `ok`, or every problem with its field path and what is allowed."""
+    from labelplan.plan import PlanError, load_plan
+
+    try:
+        load_plan(plan_path)
+    except PlanError as exc:
+        typer.echo(f"{exc.source}: {len(exc.problems)} problem(s):", err=True)
+        for problem in exc.problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo("ok")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of plan files (for editors and CI)."""
+    from labelplan.plan import plan_schema
+
+    typer.echo(json.dumps(plan_schema(), indent=2))
+
+
+@app.command()
+def plan(
+    plan_path: Annotated[Path, typer.Option("--plan", help="The plan file (YAML).")],
+    tasks: Annotated[
+        Path, typer.Option("--tasks", help="The snapshot: one task per line (JSONL).")
+    ],
+    now: Annotated[
+        str | None,
+        typer.Option("--now", help="ISO 8601 time the week is counted from; default: the clock."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="How many entries to plan.")] = 1000,
+    output: Annotated[
+        str, typer.Option("--format", help="jsonl (one entry per line) or table.")
+    ] = "jsonl",
+) -> None:
+    """Plan the head of the queue offline: entries to stdout, the quota summary to stderr."""
+    from labelplan.plan import PlanError, load_plan
+    from labelplan.schedule import plan_queue
+    from labelplan.snapshot import SnapshotError, read_snapshot
+
+    if output not in ("jsonl", "table"):
+        raise fail(f"--format must be jsonl or table; got {escape(output)!r}")
+    try:
+        moment = _moment(now)
+        sampling_plan = load_plan(plan_path)
+        snapshot = read_snapshot(tasks, sampling_plan)
+    except (PlanError, SnapshotError, ValueError) as exc:
+        raise fail(escape(str(exc))) from exc
+    queue = plan_queue(snapshot, sampling_plan, moment, limit)
+    if output == "jsonl":
+        sys.stdout.write("".join(json.dumps(e.to_dict()) + "\n" for e in queue.entries))
+        sys.stdout.flush()
+    else:
+        table = Table(title=f"queue head ({len(queue.entries)} of {limit} requested)")
+        for column in ("rank", "id", "lane", "reason"):
+            table.add_column(column, overflow="fold")
+        for entry in queue.entries:
+            table.add_row(str(entry.rank), str(entry.id), entry.lane, escape(entry.reason))
+        out.print(table)
+    _print_summary(queue.summary)
+
+
+def _moment(now: str | None) -> datetime:
+    """``--now`` as an aware time (naive means UTC); the clock when absent."""
+    if now is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(now)
+    except ValueError:
+        raise ValueError(
+            f"--now must be an ISO 8601 time such as 2024-05-08T12:00:00+02:00; got {now!r}"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _print_summary(summary: Summary) -> None:
+    """The week's quota status, shortages and lanes, for the person running the command."""
+    table = Table(title=f"week {summary.week}: quota status")
+    for column in ("class", "tier", "quota", "labeled", "+ expected in head", "met at rank"):
+        table.add_column(column)
+    table.add_column("candidates")
+    table.add_column("lead time")
+    for status in summary.classes:
+        met = "-" if status.met_at_rank is None else str(status.met_at_rank)
+        table.add_row(
+            status.name,
+            status.tier,
+            str(status.quota),
+            str(status.labeled),
+            f"{status.expected_in_head:.1f}",
+            met,
+            f"{status.candidates} (~{status.expected_available:.1f})",
+            f"{status.lead_time:.0f} s",
+        )
+    err.print(table)
+    lanes = ", ".join(f"{lane.name} {lane.entries}" for lane in summary.lanes if lane.entries)
+    err.print(f"lanes: {escape(lanes)}", highlight=False)
+    err.print(
+        f"easy items this week: {summary.easy_count} (cap {summary.easy_cap} until "
+        "must-not-miss quotas are met)",
+        highlight=False,
+    )
+    for status in summary.shortages:
+        err.print(f"[yellow]shortage:[/] {escape(status.shortage or '')}", highlight=False)
+    if summary.ended_because:
+        err.print(
+            f"[yellow]head ended at {summary.length} of {summary.requested}:[/] "
+            f"{escape(summary.ended_because)}",
+            highlight=False,
+        )
 
 
 def main() -> None:

@@ -466,7 +466,7 @@ def test_invited_member_has_an_organization_and_a_working_token(
 def test_create_one_prediction_and_count_calls(
     make_project: Callable[..., Any], admin: LabelStudioClient
 ) -> None:
-    project_id, ids = make_project(TEXTS[:2])
+    _project_id, ids = make_project(TEXTS[:2])
     before = admin.calls["POST"]
     prediction_id = admin.create_prediction(NewPrediction(ids[1], 0.75, "queue-g"))
     assert admin.calls["POST"] == before + 1
@@ -480,7 +480,7 @@ def test_create_one_prediction_and_count_calls(
 def test_a_single_create_whose_answer_is_lost_is_not_duplicated(
     make_project: Callable[..., Any], admin: LabelStudioClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project_id, ids = make_project(TEXTS[:1])
+    _project_id, ids = make_project(TEXTS[:1])
     real_request = admin._request
     lost = []
 
