@@ -194,6 +194,150 @@ def _print_summary(summary: Summary) -> None:
         )
 
 
+@app.command()
+def sync(
+    plan_path: Annotated[Path, typer.Option("--plan", help="The plan file (YAML).")],
+    project: Annotated[int, typer.Option("--project", "-p", help="Label Studio project id.")],
+    once: Annotated[bool, typer.Option("--once", help="Run one pass and exit.")] = False,
+    interval: Annotated[
+        float,
+        typer.Option("--interval", min=1.0, help="Seconds between passes when no webhook arrives."),
+    ] = 30.0,
+    head_size: Annotated[
+        int, typer.Option("--head-size", min=10, help="Queued tasks kept in Label Studio.")
+    ] = 200,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend", envvar="LABELPLAN_BACKEND_URL", help="The labelplan ML backend's URL."
+        ),
+    ] = None,
+    webhook_port: Annotated[
+        int | None,
+        typer.Option("--webhook-port", help="Listen for Label Studio webhooks on this port."),
+    ] = None,
+    webhook_host: Annotated[
+        str, typer.Option("--webhook-host", help="Address to listen on.")
+    ] = "127.0.0.1",
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-url", help="The URL Label Studio calls (default http://HOST:PORT/webhook)."
+        ),
+    ] = None,
+) -> None:
+    """Make Label Studio serve the plan's queue, and keep it right (see docs/sync.md).
+
+    Settings from the environment: LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY, LABELPLAN_DB,
+    LABELPLAN_BACKEND_URL with BASIC_AUTH_USER/BASIC_AUTH_PASS, LABELPLAN_WEBHOOK_SECRET.
+    """
+    import logging
+    import os
+
+    from labelplan.labelstudio import LabelStudioError, connect
+    from labelplan.plan import PlanError, load_plan
+    from labelplan.settings import LabelStudioSettings, SettingsError
+    from labelplan.store import StoreError, open_store
+    from labelplan.sync import BackendScorer, PassReport, SyncError, SyncService, SyncSettings
+    from labelplan.webhooks import Changes, WebhookReceiver
+
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(message)s"
+    )
+    try:
+        sampling_plan = load_plan(plan_path)
+        client = connect(LabelStudioSettings.from_env())
+        store = open_store()
+    except PlanError as exc:
+        raise fail(escape(f"{exc.source}: " + "; ".join(str(p) for p in exc.problems))) from exc
+    except (SettingsError, LabelStudioError, StoreError) as exc:
+        raise fail(escape(str(exc))) from exc
+    auth = (
+        (os.environ["BASIC_AUTH_USER"], os.environ.get("BASIC_AUTH_PASS", ""))
+        if os.environ.get("BASIC_AUTH_USER")
+        else None
+    )
+    changes = Changes()
+    service = SyncService(
+        client,
+        store,
+        sampling_plan,
+        SyncSettings(project, head_size=head_size),
+        scorer=BackendScorer(backend, auth) if backend else None,
+        changes=changes,
+    )
+    try:
+        service.check()
+    except (SyncError, LabelStudioError) as exc:
+        raise fail(escape(str(exc))) from exc
+
+    def show(report: PassReport) -> None:
+        out.print(
+            f"pass: pulled {report.pulled}, scored {report.scored}, queue +{report.created} "
+            f"~{report.updated} -{report.deleted}, {sum(report.calls.values())} calls "
+            f"({report.writes} writes) in {sum(report.seconds.values()):.1f} s"
+        )
+        for problem in report.problems:
+            err.print(f"[yellow]problem:[/] {escape(problem)}")
+        for restored in report.restored:
+            err.print(f"[yellow]restored:[/] {escape(restored)}")
+
+    receiver = None
+    with store.leader_lock(project) as leader:
+        if not leader:
+            raise fail(
+                f"another labelplan sync is already running for project {project} on this store"
+            )
+        try:
+            if webhook_port is not None and not once:
+                secret = os.environ.get("LABELPLAN_WEBHOOK_SECRET", "")
+                if not secret:
+                    raise fail(
+                        "set LABELPLAN_WEBHOOK_SECRET to receive webhooks (any long random string)"
+                    )
+                receiver = WebhookReceiver(
+                    changes, secret=secret, host=webhook_host, port=webhook_port
+                ).start()
+                target = webhook_url or f"http://{webhook_host}:{receiver.port}/webhook"
+                client.register_webhook(project, target, secret=secret)
+                out.print(f"listening for webhooks on {webhook_host}:{receiver.port} ({target})")
+            with err.status("syncing…"):
+                if once:
+                    show(service.run_pass())
+                else:
+                    service.run(interval=interval, on_pass=show)
+        except (SyncError, LabelStudioError) as exc:
+            raise fail(escape(str(exc))) from exc
+        except KeyboardInterrupt:
+            out.print("stopped")
+        finally:
+            if receiver is not None:
+                receiver.stop()
+            store.close()
+
+
+@app.command()
+def disable(
+    project: Annotated[int, typer.Option("--project", "-p", help="Label Studio project id.")],
+) -> None:
+    """Turn labelplan off for a project: previous sampling back, queue predictions removed."""
+    from labelplan.labelstudio import LabelStudioError, connect
+    from labelplan.settings import LabelStudioSettings, SettingsError
+    from labelplan.store import StoreError, open_store
+    from labelplan.sync import disable as disable_project
+
+    try:
+        client = connect(LabelStudioSettings.from_env())
+        store = open_store()
+        outcome = disable_project(client, store, project)
+    except (SettingsError, LabelStudioError, StoreError) as exc:
+        raise fail(escape(str(exc))) from exc
+    out.print(
+        f"project {project}: sampling {outcome['sampling']!r}, model version "
+        f"{outcome['model_version']!r}, {outcome['deleted_predictions']} queue predictions removed"
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

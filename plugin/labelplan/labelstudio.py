@@ -335,6 +335,26 @@ def choices_result(control: Control, labels: Sequence[str]) -> list[dict[str, An
     ]
 
 
+def labels_of(result: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """Every class label an annotation or prediction ``result`` chooses, in order, once each.
+
+    Reads ``value.choices`` and every ``value.*labels`` list (rectangles, polygons, spans…);
+    Taxonomy paths count by their leaf.
+    """
+    found: dict[str, None] = {}
+    for region in result:
+        value = region.get("value") if isinstance(region, dict) else None
+        if not isinstance(value, dict):
+            continue
+        for key, chosen in value.items():
+            if key in ("choices", "taxonomy") or key.endswith("labels"):
+                for item in chosen if isinstance(chosen, list) else []:
+                    label = item[-1] if isinstance(item, list) and item else item
+                    if isinstance(label, str):
+                        found.setdefault(label, None)
+    return tuple(found)
+
+
 CLASS_CONTROL_TAGS = ("Choices", "Taxonomy")
 """Control tags that carry classes besides every ``*Labels`` tag."""
 
@@ -1154,6 +1174,123 @@ class LabelStudioClient:
                     f"signed up {email} but could not read their token (HTTP {token.status_code})"
                 )
             return str(token.json()["token"])
+
+    # ---- the ML backend's calls (labelplan_backend): media, connecting a backend, predictions
+
+    def read_media(self, url: str, *, max_bytes: int, timeout: float | None = None) -> bytes:
+        """The bytes behind a task's media URL, as Label Studio's own frontend would load them.
+
+        A relative URL (``/data/upload/…``, ``/data/local-files/?d=…``) or one on this server
+        gets this client's credentials (a legacy or personal access token, whichever it has);
+        any other host gets none, so the key never leaves for a third party. Larger than
+        ``max_bytes``, unreachable, or an HTTP error: :class:`MediaUnavailable`, saying which.
+        """
+        absolute = url if "://" in url else f"{self.url}/{url.lstrip('/')}"
+        if not absolute.startswith(("http://", "https://")):
+            raise MediaUnavailable(
+                f"cannot read {url!r}: only http(s) URLs and Label Studio uploads are supported "
+                "(cloud storage URIs are resolved by Label Studio for annotators only)"
+            )
+        ours = absolute.startswith(f"{self.url}/")
+        headers = dict(self.sdk._client_wrapper.get_headers()) if ours else {}
+        headers = {k: v for k, v in headers.items() if k.lower() in ("authorization", "cookie")}
+        self.calls["GET"] += 1
+        try:
+            with self._http.get(
+                absolute, headers=headers, timeout=timeout or self.timeout, stream=True
+            ) as response:
+                if response.status_code >= 400:
+                    raise MediaUnavailable(
+                        f"{_where(absolute, ours)} answered HTTP {response.status_code}"
+                    )
+                declared = int(response.headers.get("Content-Length") or 0)
+                if declared > max_bytes:
+                    raise MediaUnavailable(
+                        f"{_where(absolute, ours)} is {declared} bytes, over the {max_bytes}-byte limit"
+                    )
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise MediaUnavailable(
+                            f"{_where(absolute, ours)} is over the {max_bytes}-byte limit"
+                        )
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except requests.RequestException as exc:
+            raise MediaUnavailable(
+                f"could not reach {_where(absolute, ours)} ({type(exc).__name__})"
+            ) from exc
+
+    def list_ml_backends(self, project_id: int) -> list[dict[str, Any]]:
+        """The ML backends connected to a project (``/api/ml``)."""
+        raw = self._call(
+            "list ML backends",
+            lambda: self._request("GET", "/api/ml", params={"project": project_id}).json(),
+        )
+        return [b for b in raw if int(b.get("project") or 0) == project_id]
+
+    def connect_ml_backend(
+        self,
+        project_id: int,
+        url: str,
+        *,
+        title: str = "labelplan",
+        basic_auth: tuple[str, str] | None = None,
+        is_interactive: bool = False,
+    ) -> int:
+        """Connect the ML backend at ``url`` to a project, as *Settings → Model → Connect Model*
+        does; returns its id. Looks for one with the same URL first, so a retry never adds a
+        second. Label Studio calls the backend's ``/health`` and ``/setup`` here and refuses a
+        backend it cannot reach (:class:`LabelStudioError` with its reason)."""
+        body: dict[str, Any] = {
+            "project": project_id,
+            "url": url,
+            "title": title,
+            "is_interactive": is_interactive,
+            "auth_method": "BASIC_AUTH" if basic_auth else "NONE",
+        }
+        if basic_auth:
+            body["basic_auth_user"], body["basic_auth_pass"] = basic_auth
+
+        def create() -> int:
+            for backend in self.list_ml_backends(project_id):
+                if backend.get("url") == url:
+                    return int(backend["id"])
+            return int(self._request("POST", "/api/ml", json=body).json()["id"])
+
+        return self._call(f"connect the ML backend at {url} to project {project_id}", create)
+
+    def retrieve_predictions(self, project_id: int, task_ids: Sequence[int]) -> None:
+        """Run the Data Manager action *Retrieve Predictions* on tasks: Label Studio asks the
+        connected backend's ``/predict`` for all of them in one request and stores what it gets.
+        Idempotent on Label Studio's side (tasks that already have a prediction of the backend's
+        current version are skipped), so retried."""
+        self._call(
+            f"retrieve predictions for {len(task_ids)} tasks of project {project_id}",
+            lambda: self._request(
+                "POST",
+                "/api/dm/actions/",
+                params={"id": "retrieve_tasks_predictions", "project": project_id},
+                json={"selectedItems": {"all": False, "included": [int(t) for t in task_ids]}},
+            ),
+        )
+
+
+# --------------------------------------------------------------------------- the ML backend's media
+
+
+class MediaUnavailable(LabelStudioError):
+    """A task's image (or other media) could not be read; the message says where and why."""
+
+
+def _where(url: str, ours: bool) -> str:
+    """A URL fit for a log line: its path on Label Studio, or its host elsewhere (no query)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"Label Studio {parts.path}" if ours else f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 def _detail(exc: ApiError) -> str:

@@ -140,3 +140,17 @@ def test_choices_result_refuses_labels_the_control_does_not_have() -> None:
     ]
     with pytest.raises(LabelStudioError, match="allowed: cat, dog"):
         choices_result(control, ["bicycle"])
+
+
+def test_labels_of_reads_choices_region_labels_and_taxonomy_leaves() -> None:
+    from labelplan.labelstudio import labels_of
+
+    result = [
+        {"value": {"choices": ["cat", "dog"]}},
+        {"value": {"x": 1, "rectanglelabels": ["bicycle"]}},
+        {"value": {"taxonomy": [["animal", "bird"]]}},
+        {"value": {"text": ["free text is not a label"]}},
+        {"value": {"choices": ["cat"]}},
+        "garbage",
+    ]
+    assert labels_of(result) == ("cat", "dog", "bicycle", "bird")

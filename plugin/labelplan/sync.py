@@ -1,0 +1,667 @@
+"""The sync service: make Label Studio serve the planned queue, and keep it right.
+
+One pass is the pipeline, in order — each step a method, nothing hidden in between:
+
+1. **pull**   Label Studio -> store: a full export the first time, then only tasks whose
+   ``updated_at`` moved (plus the ids webhooks named; deleted tasks are dropped).
+2. **score**  tasks without scores are sent to the ML backend's ``/predict``, which writes
+   per-class probabilities and near-duplicate keys into the shared store.
+3. **plan**   store -> planner: the queue head, each entry with its lane and reason.
+4. **push**   planner -> Label Studio: the head is written as predictions of the queue's model
+   version whose scores encode the rank (``labelplan.ranks``); only what changed is written.
+5. **enable** the project serves by *Uncertainty sampling* from the queue's model version; if
+   something (an ML backend connection) reset ``model_version``, it is put back and logged.
+6. **record** an audit entry: what changed, why, and how many API calls it took.
+
+This module is the only place that uses both adapters (Label Studio and the store).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import requests
+
+from labelplan.labelstudio import (
+    LabelStudioClient,
+    LabelStudioError,
+    NewPrediction,
+    Project,
+    Task,
+    labels_of,
+)
+from labelplan.plan import Plan
+from labelplan.ranks import reconcile
+from labelplan.schedule import Queue, plan_queue
+from labelplan.snapshot import SnapshotError, snapshot_from_records
+from labelplan.store import AnnotationRow, QueueRow, ScoreRow, Store, TaskRow
+from labelplan.webhooks import Changes
+
+log = logging.getLogger(__name__)
+
+UNCERTAINTY = "Uncertainty sampling"
+QUEUE_VERSION = "labelplan-queue"
+
+
+class SyncError(RuntimeError):
+    """The sync cannot run for this project as configured; nothing was written."""
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """How one project is synced. Defaults suit a team of a few annotators."""
+
+    project_id: int
+    queue_version: str = QUEUE_VERSION
+    head_size: int = 200
+    """How many queued tasks Label Studio holds predictions for."""
+    refill_below: float = 0.5
+    """Top the head up (in one bulk write) when fewer than this share of it is still unlabeled."""
+    front: int = 20
+    """The first entries of the plan are always written exactly, whatever the refill state."""
+    bulk_from: int = 50
+    """From this many new predictions on, one import call instead of one call each."""
+    reconcile_seconds: float = 2.0
+    """Overlap when asking for tasks updated since the last pass (clock skew, same-second writes)."""
+
+
+@dataclass
+class PassReport:
+    """What one pass did; stored in the audit log and shown by the CLI."""
+
+    pulled: int = 0
+    deleted_tasks: int = 0
+    scored: int = 0
+    planned: int = 0
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    renumbered: bool = False
+    restored: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def writes(self) -> int:
+        return sum(n for method, n in self.calls.items() if method != "GET")
+
+
+class Scorer(Protocol):
+    """Something that puts per-class scores for tasks into the store."""
+
+    def score(self, project: Project, tasks: Sequence[TaskRow]) -> list[str]:
+        """Score ``tasks``; returns problems (one line each) instead of raising for a bad batch."""
+        ...
+
+
+@dataclass
+class BackendScorer:
+    """Asks the labelplan ML backend to score tasks over its Label Studio protocol (``/predict``).
+
+    The backend writes what the planner needs (probabilities per class, near-duplicate group,
+    look-alikes) into the shared store; this side only triggers it, in batches.
+    """
+
+    url: str
+    auth: tuple[str, str] | None = field(default=None, repr=False)
+    batch: int = 100
+    timeout: float = 100.0
+
+    def score(self, project: Project, tasks: Sequence[TaskRow]) -> list[str]:
+        problems: list[str] = []
+        for start in range(0, len(tasks), self.batch):
+            chunk = tasks[start : start + self.batch]
+            body = {
+                "tasks": [{"id": t.task_id, "data": t.data} for t in chunk],
+                "project": f"{project.id}.{int(time.time())}",
+                "label_config": project.label_config,
+                "params": {},
+            }
+            try:
+                answer = requests.post(
+                    f"{self.url.rstrip('/')}/predict",
+                    json=body,
+                    auth=self.auth,
+                    timeout=self.timeout,
+                )
+                answer.raise_for_status()
+            except requests.RequestException as exc:
+                problems.append(
+                    f"backend could not score tasks {chunk[0].task_id}..{chunk[-1].task_id}: {exc}"
+                )
+        return problems
+
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SyncService:
+    """Keeps one Label Studio project serving the plan's queue. See the module docstring."""
+
+    def __init__(
+        self,
+        client: LabelStudioClient,
+        store: Store,
+        plan: Plan,
+        settings: SyncSettings,
+        *,
+        scorer: Scorer | None = None,
+        changes: Changes | None = None,
+        clock: Clock = _utc_now,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.plan = plan
+        self.settings = settings
+        self.scorer = scorer
+        self.changes = changes or Changes()
+        self.clock = clock
+        self.project_id = settings.project_id
+        self._verified = False
+        self.last_queue: Queue | None = None
+
+    # ---------------------------------------------------------------- checks
+
+    def check(self) -> Project:
+        """Fail before writing anything if this plan cannot drive this project."""
+        project = self.client.read_project(self.project_id)
+        known = set(project.taxonomy.labels)
+        missing = {
+            name: [label for label in spec.labels if label not in known]
+            for name, spec in self.plan.classes.items()
+        }
+        missing = {name: labels for name, labels in missing.items() if labels}
+        if missing:
+            shown = "; ".join(
+                f"class {name!r} maps to {labels}" for name, labels in missing.items()
+            )
+            raise SyncError(
+                f"the plan's labels are not in project {self.project_id}'s label config: {shown}. "
+                f"The project's labels are: {', '.join(project.taxonomy.labels)}."
+            )
+        return project
+
+    # ---------------------------------------------------------------- one pass
+
+    def run_pass(self) -> PassReport:
+        """One pull -> score -> plan -> push -> enable -> record pass."""
+        report = PassReport()
+        calls_before = Counter(self.client.calls)
+        try:
+            project = self._timed(report, "check", self.check)
+            if not self._verified:
+                self._timed(report, "verify", lambda: self.verify_queue(report))
+            self._timed(report, "pull", lambda: self.pull(report))
+            self._timed(report, "score", lambda: self.score(project, report))
+            queue = self._timed(report, "plan", lambda: self.plan_head(report))
+            self._timed(report, "push", lambda: self.push(queue, report))
+            self._timed(report, "enable", lambda: self.enable(project, report))
+        except Exception:
+            self._verified = False  # what reached Label Studio is unknown: read it back next time
+            raise
+        finally:
+            report.calls = dict(Counter(self.client.calls) - calls_before)
+            self.store.audit(self.project_id, "pass", asdict(report))
+        return report
+
+    @staticmethod
+    def _timed(report: PassReport, step: str, work: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return work()
+        finally:
+            report.seconds[step] = round(time.perf_counter() - started, 3)
+
+    # ---------------------------------------------------------------- 0. verify
+
+    def verify_queue(self, report: PassReport) -> None:
+        """Make the store's queue match Label Studio's: after a start, a crash or a failed pass.
+
+        A prediction created just before a crash is in Label Studio but not in the store; a task
+        with two queue predictions keeps the first and loses the others.
+        """
+        found = self.client.list_predictions(
+            self.project_id, model_version=self.settings.queue_version
+        )
+        by_task: dict[int, list[Any]] = defaultdict(list)
+        for prediction in sorted(found, key=lambda p: p.id):
+            by_task[prediction.task_id].append(prediction)
+        extra = [p.id for predictions in by_task.values() for p in predictions[1:]]
+        if extra:
+            self.client.delete_predictions(extra)
+            report.problems.append(
+                f"removed {len(extra)} duplicate queue predictions left by an interrupted pass"
+            )
+        known = self.store.queue(self.project_id)
+        rows = []
+        for task_id, predictions in by_task.items():
+            first = predictions[0]
+            old = known.get(task_id)
+            rows.append(
+                QueueRow(
+                    task_id,
+                    first.id,
+                    first.model_version,
+                    float(first.score or 0.0),
+                    old.lane if old else "unknown",
+                    old.reason if old else "found in Label Studio",
+                )
+            )
+        with self.store.transaction():
+            self.store.remove_queue(self.project_id, [t for t in known if t not in by_task])
+            self.store.put_queue(self.project_id, rows)
+        self._verified = True
+
+    # ---------------------------------------------------------------- 1. pull
+
+    def pull(self, report: PassReport) -> None:
+        """Bring the store up to date with Label Studio (export first, then changes only)."""
+        changed_ids, deleted_ids = self.changes.take()
+        cursor = self.store.cursor(self.project_id, "updated_at")
+        if cursor is None:
+            tasks: Iterable[Task] = self.client.export_tasks(self.project_id)
+        else:
+            since = datetime.fromisoformat(cursor) - timedelta(
+                seconds=self.settings.reconcile_seconds
+            )
+            tasks = self.client.iter_tasks(self.project_id, updated_since=since)
+        latest = datetime.fromisoformat(cursor) if cursor else None
+        task_rows: list[TaskRow] = []
+        annotation_rows: dict[int, list[AnnotationRow]] = {}
+        for task in tasks:
+            task_rows.append(
+                TaskRow(
+                    task.id,
+                    task.data,
+                    task.created_at,
+                    task.updated_at,
+                    task.is_labeled,
+                    task.overlap,
+                )
+            )
+            annotation_rows[task.id] = [
+                AnnotationRow(
+                    a.id,
+                    task.id,
+                    a.completed_by,
+                    labels_of(a.result),
+                    a.lead_time,
+                    a.was_cancelled,
+                    a.created_at,
+                    a.updated_at,
+                )
+                for a in task.annotations
+            ]
+            if task.updated_at and (latest is None or task.updated_at > latest):
+                latest = task.updated_at
+            changed_ids.discard(task.id)
+        for task_id in sorted(changed_ids):  # named by a webhook but not (yet) seen by the filter
+            try:
+                task = self.client.read_task(task_id)
+            except LabelStudioError as exc:
+                report.problems.append(f"task {task_id} from a webhook could not be read: {exc}")
+                continue
+            task_rows.append(
+                TaskRow(
+                    task.id,
+                    task.data,
+                    task.created_at,
+                    task.updated_at,
+                    task.is_labeled,
+                    task.overlap,
+                )
+            )
+            annotation_rows[task.id] = [
+                AnnotationRow(
+                    a.id,
+                    task.id,
+                    a.completed_by,
+                    labels_of(a.result),
+                    a.lead_time,
+                    a.was_cancelled,
+                    a.created_at,
+                    a.updated_at,
+                )
+                for a in task.annotations
+            ]
+        with self.store.transaction():
+            self.store.upsert_tasks(self.project_id, task_rows)
+            for task_id, rows in annotation_rows.items():
+                self.store.replace_task_annotations(self.project_id, task_id, rows)
+            if deleted_ids:
+                self.store.delete_tasks(self.project_id, deleted_ids)
+            if latest is not None:
+                self.store.set_cursor(self.project_id, "updated_at", latest.isoformat())
+        report.pulled = len(task_rows)
+        report.deleted_tasks = len(deleted_ids)
+
+    # ---------------------------------------------------------------- 2. score
+
+    def score(self, project: Project, report: PassReport) -> None:
+        """Have the backend score tasks that have no scores yet."""
+        if self.scorer is None:
+            return
+        scored = {s.task_id for s in self.store.scores(self.project_id)}
+        todo = [
+            t
+            for t in self.store.tasks(self.project_id)
+            if t.task_id not in scored and not t.is_labeled
+        ]
+        if not todo:
+            return
+        report.problems.extend(self.scorer.score(project, todo))
+        now_scored = {s.task_id for s in self.store.scores(self.project_id)}
+        report.scored = sum(t.task_id in now_scored for t in todo)
+        unscored = len(todo) - report.scored
+        if unscored:
+            report.problems.append(
+                f"{unscored} tasks have no scores (backend down or bad task data); planned without"
+            )
+
+    # ---------------------------------------------------------------- 3. plan
+
+    def records(self) -> list[dict[str, Any]]:
+        """The store's tasks as planner records (the snapshot format of ``labelplan plan``)."""
+        scores = {s.task_id: s for s in self.store.scores(self.project_id)}
+        by_task: dict[int, list[AnnotationRow]] = defaultdict(list)
+        for annotation in self.store.annotations(self.project_id):
+            if not annotation.was_cancelled:
+                by_task[annotation.task_id].append(annotation)
+        lanes = {t: row.lane for t, row in self.store.queue(self.project_id).items()}
+        return [
+            task_record(
+                task,
+                by_task.get(task.task_id, []),
+                scores.get(task.task_id),
+                self.plan,
+                lanes.get(task.task_id),
+            )
+            for task in self.store.tasks(self.project_id)
+        ]
+
+    def plan_head(self, report: PassReport) -> Queue:
+        records = self.records()
+        try:
+            snapshot = snapshot_from_records(records, self.plan)
+        except SnapshotError as exc:
+            raise SyncError(f"the store's tasks cannot be planned: {exc}") from exc
+        queue = plan_queue(snapshot, self.plan, self.clock(), self.settings.head_size * 2)
+        report.planned = len(queue.entries)
+        if report.planned < self.settings.head_size:
+            report.problems.append(
+                f"the plan yields {report.planned} tasks for a head of {self.settings.head_size}: "
+                f"{queue.summary.ended_because or 'no more candidates'}"
+            )
+        report.summary = {
+            "week": str(queue.summary.week),
+            "classes": [asdict(status) for status in queue.summary.classes],
+            "easy": [queue.summary.easy_count, queue.summary.easy_cap],
+            "ended_because": queue.summary.ended_because,
+        }
+        self.last_queue = queue
+        return queue
+
+    # ---------------------------------------------------------------- 4. push
+
+    def push(self, queue: Queue, report: PassReport) -> None:
+        """Write the queue head to Label Studio with the fewest calls."""
+        written = self.store.queue(self.project_id)
+        labeled = {t.task_id for t in self.store.tasks(self.project_id) if t.is_labeled}
+        active = {t: row.score for t, row in written.items() if t not in labeled}
+        planned = [e.id for e in queue.entries]
+        desired = self.desired(planned, active)
+        moves = reconcile(desired, active, keep=frozenset(t for t in written if t in labeled))
+        entries = {e.id: e for e in queue.entries}
+        results = self._preannotations(moves.create)
+        if moves.delete:
+            self.client.delete_predictions(written[t].prediction_id for t in moves.delete)
+            self.store.remove_queue(self.project_id, moves.delete)
+        for task_id, score in moves.update.items():
+            self.client.update_prediction(written[task_id].prediction_id, score=score)
+            entry = entries[task_id]
+            self.store.put_queue(
+                self.project_id,
+                [
+                    QueueRow(
+                        task_id,
+                        written[task_id].prediction_id,
+                        self.settings.queue_version,
+                        score,
+                        entry.lane,
+                        entry.reason,
+                    )
+                ],
+            )
+        self._create(moves.create, results, entries, report)
+        report.updated, report.deleted = len(moves.update), len(moves.delete)
+        report.renumbered = moves.renumbered
+
+    def desired(self, planned: Sequence[int], active: dict[int, float]) -> list[int]:
+        """The order Label Studio should hold: exact at the front, cheap behind it.
+
+        Only the next tasks served have to be right now: the plan after the next labels may
+        differ anyway. So the first ``front`` planned tasks come first, in plan order; the other
+        planned tasks already written keep their current order (no writes); and when the
+        unlabeled part of the written head falls below ``refill_below``, the missing tasks of
+        the planned head join at the tail, in one bulk write. Written tasks the plan no longer
+        wants are removed.
+        """
+        front = list(planned[: self.settings.front])
+        in_front = set(front)
+        wanted = set(planned)
+        kept = sorted(
+            (t for t in active if t in wanted and t not in in_front), key=active.__getitem__
+        )
+        order = front + kept
+        head = self.settings.head_size
+        still_queued = len(kept) + sum(t in active for t in front)
+        if still_queued < head * self.settings.refill_below:
+            placed = set(order)
+            order += [t for t in planned[:head] if t not in placed]
+        return order
+
+    def _preannotations(self, tasks: dict[int, float]) -> dict[int, list[dict[str, Any]]]:
+        if not self.plan.preannotations or not tasks:
+            return {}
+        return {
+            s.task_id: s.result
+            for s in self.store.scores(self.project_id)
+            if s.task_id in tasks and s.result
+        }
+
+    def _create(
+        self,
+        create: dict[int, float],
+        results: dict[int, list[dict[str, Any]]],
+        entries: dict[int, Any],
+        report: PassReport,
+    ) -> None:
+        version = self.settings.queue_version
+        predictions = [NewPrediction(t, s, version, results.get(t, [])) for t, s in create.items()]
+        if len(predictions) >= self.settings.bulk_from:
+            try:
+                self.client.write_predictions(self.project_id, predictions)
+            except (
+                LabelStudioError
+            ) as exc:  # some were dropped (e.g. a stale pre-annotation): fix below
+                report.problems.append(str(exc))
+            landed = {
+                p.task_id: p
+                for p in self.client.list_predictions(self.project_id, model_version=version)
+            }
+            ids = {t: landed[t].id for t in create if t in landed}
+        else:
+            ids = {}
+        for prediction in predictions:
+            if prediction.task_id in ids:
+                continue
+            ids[prediction.task_id] = self._create_one(prediction, report)
+        rows = [
+            QueueRow(t, ids[t], version, create[t], entries[t].lane, entries[t].reason)
+            for t in create
+            if ids.get(t)
+        ]
+        self.store.put_queue(self.project_id, rows)
+        report.created = len(rows)
+
+    def _create_one(self, prediction: NewPrediction, report: PassReport) -> int:
+        try:
+            return self.client.create_prediction(prediction)
+        except LabelStudioError as exc:
+            if not prediction.result:
+                report.problems.append(
+                    f"task {prediction.task_id}: queue prediction refused: {exc}"
+                )
+                return 0
+            report.problems.append(
+                f"task {prediction.task_id}: pre-annotation refused, queued without it ({exc})"
+            )
+            bare = NewPrediction(prediction.task_id, prediction.score, prediction.model_version, [])
+            return self.client.create_prediction(bare)
+
+    # ---------------------------------------------------------------- 5. enable
+
+    def enable(self, project: Project, report: PassReport) -> None:
+        """Point the project at the queue (once predictions of its version exist)."""
+        if not self.store.queue(self.project_id):
+            return
+        if not self.store.cursor(self.project_id, "previous_sampling"):
+            self.store.set_cursor(self.project_id, "previous_sampling", project.sampling)
+            self.store.set_cursor(self.project_id, "previous_model_version", project.model_version)
+        version = self.settings.queue_version
+        if project.sampling == UNCERTAINTY and project.model_version == version:
+            return
+        if (
+            project.model_version not in ("", version)
+            and self.store.cursor(self.project_id, "enabled") == "yes"
+        ):
+            log.warning(
+                "project %s: model_version was changed to %r (an ML backend connection?); putting back %r",
+                self.project_id,
+                project.model_version,
+                version,
+            )
+            report.restored.append(f"model_version {project.model_version!r} -> {version!r}")
+        self.client.update_project(self.project_id, sampling=UNCERTAINTY, model_version=version)
+        self.store.set_cursor(self.project_id, "enabled", "yes")
+
+    # ---------------------------------------------------------------- the loop
+
+    def run(
+        self,
+        *,
+        interval: float,
+        passes: int | None = None,
+        on_pass: Callable[[PassReport], None] | None = None,
+    ) -> None:
+        """Pass after pass: at once when a webhook arrives, else every ``interval`` seconds.
+
+        A pass that fails because Label Studio is unreachable is retried with growing pauses
+        (up to ten intervals); the state is read back before the next write.
+        """
+        done, pause = 0, interval
+        while passes is None or done < passes:
+            try:
+                report = self.run_pass()
+            except LabelStudioError as exc:
+                log.error("pass failed: %s; retrying in %.0f s", exc, pause)
+                self.changes.wake.wait(pause)
+                pause = min(pause * 2, interval * 10)
+                continue
+            pause = interval
+            done += 1
+            if on_pass is not None:
+                on_pass(report)
+            if passes is None or done < passes:
+                self.changes.wake.wait(interval)
+
+
+def disable(
+    client: LabelStudioClient, store: Store, project_id: int, queue_version: str = QUEUE_VERSION
+) -> dict[str, Any]:
+    """Give the project back: its previous sampling and model version, queue predictions removed.
+
+    The project is pointed away from the queue first, so annotators never meet a half-removed
+    queue; then every prediction of the queue version is deleted in one call.
+    """
+    sampling = store.cursor(project_id, "previous_sampling") or "Sequential sampling"
+    previous_version = store.cursor(project_id, "previous_model_version") or ""
+    client.update_project(project_id, sampling=sampling)
+    if previous_version and previous_version != queue_version:
+        client.update_project(project_id, model_version=previous_version)
+    deleted = client.delete_model_version(project_id, queue_version)
+    with store.transaction():
+        store.remove_queue(project_id, list(store.queue(project_id)))
+        for name in ("previous_sampling", "previous_model_version", "enabled"):
+            store.set_cursor(project_id, name, "")
+    outcome = {
+        "sampling": sampling,
+        "model_version": previous_version,
+        "deleted_predictions": deleted,
+    }
+    store.audit(project_id, "disable", outcome)
+    return outcome
+
+
+def task_record(
+    task: TaskRow,
+    annotations: Sequence[AnnotationRow],
+    score: ScoreRow | None,
+    plan: Plan,
+    lane: str | None = None,
+) -> dict[str, Any]:
+    """One task as a planner record: class scores, source values, duplicate group, labels.
+
+    A labeled task also carries the queue ``lane`` that served it (when the queue did), so the
+    planner can keep each lane's share across re-plans within the week.
+    """
+    label_map = plan.label_map()
+    probs: dict[str, float] = {}
+    for label, p in (score.probs if score else {}).items():
+        name = label_map.get(label)
+        if name is not None:
+            probs[name] = min(1.0, probs.get(name, 0.0) + float(p))
+    record: dict[str, Any] = {
+        "id": task.task_id,
+        "scores": probs,
+        "source": {key: _source_value(task.data.get(key)) for key in plan.sources.keys},
+        "dup_group": score.dup_group if score else None,
+        "status": "labeled" if task.is_labeled or annotations else "unlabeled",
+    }
+    if record["status"] == "labeled":
+        first = min(
+            annotations,
+            key=lambda a: a.created_at or datetime.max.replace(tzinfo=UTC),
+            default=None,
+        )
+        labels = [label for a in annotations for label in a.labels]
+        leads = [a.lead_time for a in annotations if a.lead_time is not None]
+        record["labels"] = list(dict.fromkeys(labels))
+        record["labeled_at"] = (
+            (first.created_at or task.updated_at or datetime.now(UTC)).isoformat()
+            if first
+            else (task.updated_at or datetime.now(UTC)).isoformat()
+        )
+        record["lead_time"] = statistics.median(leads) if leads else None
+        if lane is not None:
+            record["lane"] = lane
+    return record
+
+
+def _source_value(value: Any) -> str | int | float | None:
+    if value is None or (isinstance(value, str | int | float) and not isinstance(value, bool)):
+        return value  # type: ignore[no-any-return]
+    return str(value)
