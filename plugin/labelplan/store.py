@@ -108,6 +108,18 @@ class QueueRow:
 
 
 @dataclass(frozen=True)
+class LookalikeRow:
+    """Task ``task_id`` looks like class ``label`` (cosine ``score`` to ``anchor_task_id``) but is
+    labeled or predicted something else: a hard negative for that class."""
+
+    task_id: int
+    label: str
+    score: float
+    anchor_task_id: int
+    model_version: str
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     id: int
     at: datetime
@@ -152,6 +164,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             id {serial}, project_id BIGINT NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL,
             details TEXT NOT NULL)""",
         "CREATE INDEX audit_by_project ON audit (project_id, id)",
+    ),
+    (
+        # The backend's look-alikes (hard negatives): task looks like class `label` (anchor task).
+        """CREATE TABLE lookalikes (
+            project_id BIGINT NOT NULL, task_id BIGINT NOT NULL, label TEXT NOT NULL,
+            score DOUBLE PRECISION NOT NULL, anchor_task_id BIGINT NOT NULL, model_version TEXT NOT NULL,
+            PRIMARY KEY (project_id, task_id, label))""",
+        "CREATE INDEX lookalikes_by_label ON lookalikes (project_id, label, score)",
     ),
 )
 """Schema versions, oldest first. Append a tuple to migrate; never edit a shipped one."""
@@ -598,6 +618,87 @@ class Store:
         return [
             AuditEntry(int(i), datetime.fromisoformat(a), k, json.loads(d)) for i, a, k, d in rows
         ]
+
+    # ---- backend: look-alikes, task problems, training lock (labelplan_backend)
+
+    TRAINING_LOCK_OFFSET = 1 << 30
+    """Training locks live beside the sync's leader locks, offset so the two never collide."""
+
+    def training_lock(
+        self, project_id: int, *, wait: bool = True
+    ) -> contextlib.AbstractContextManager[bool]:
+        """One trainer per project across workers and replicas (released if the process dies)."""
+        return self.leader_lock(self.TRAINING_LOCK_OFFSET + project_id, wait=wait)
+
+    def put_lookalikes(self, project_id: int, rows: Iterable[LookalikeRow]) -> None:
+        """Replace the project's look-alikes with ``rows`` (they are recomputed whole each time)."""
+        rows = list(rows)
+        with self.transaction():
+            self.execute("DELETE FROM lookalikes WHERE project_id = ?", (project_id,))
+            self.executemany(
+                """INSERT INTO lookalikes (project_id, task_id, label, score, anchor_task_id, model_version)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                (
+                    (
+                        project_id,
+                        r.task_id,
+                        r.label,
+                        float(r.score),
+                        r.anchor_task_id,
+                        r.model_version,
+                    )
+                    for r in rows
+                ),
+            )
+
+    def lookalikes(self, project_id: int, label: str | None = None) -> list[LookalikeRow]:
+        """Look-alikes of one class (or all), most similar first."""
+        where, params = "project_id = ?", [project_id]
+        if label is not None:
+            where += " AND label = ?"
+            params.append(label)
+        rows = self.execute(
+            f"SELECT task_id, label, score, anchor_task_id, model_version FROM lookalikes WHERE {where} "
+            "ORDER BY label, score DESC, task_id",
+            params,
+        )
+        return [LookalikeRow(int(t), lab, float(s), int(a), v) for t, lab, s, a, v in rows]
+
+    def dup_groups(self, project_id: int, task_ids: Sequence[int]) -> dict[int, str | None]:
+        """The near-duplicate group already stored with each task's score (absent: not scored)."""
+        found: dict[int, str | None] = {}
+        ids = [int(t) for t in task_ids]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.execute(
+                f"SELECT task_id, dup_group FROM scores WHERE project_id = ? AND task_id IN ({marks})",
+                [project_id, *chunk],
+            )
+            found.update({int(t): g for t, g in rows})
+        return found
+
+    def model_versions(self, project_id: int) -> list[str]:
+        """Every stored model version of a project, oldest first."""
+        rows = self.execute(
+            "SELECT version FROM models WHERE project_id = ? ORDER BY created_at, version",
+            (project_id,),
+        )
+        return [str(v) for (v,) in rows]
+
+    def set_task_problems(
+        self, project_id: int, problems: dict[int, str | None], data: dict[int, dict[str, Any]]
+    ) -> None:
+        """Record why tasks cannot be scored (``None`` clears it), creating unknown tasks from
+        ``data``; every other column the sync owns is left as it is."""
+        self.executemany(
+            """INSERT INTO tasks (project_id, task_id, data, problem) VALUES (?, ?, ?, ?)
+               ON CONFLICT (project_id, task_id) DO UPDATE SET problem = excluded.problem""",
+            (
+                (project_id, int(t), json.dumps(data.get(t, {}), sort_keys=True), problem)
+                for t, problem in problems.items()
+            ),
+        )
 
 
 def open_store(url: str | None = None) -> Store:

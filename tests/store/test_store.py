@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from labelplan.store import (
+    MIGRATIONS,
     AnnotationRow,
     FeatureRow,
     ModelRecord,
@@ -126,7 +127,7 @@ def test_reopening_keeps_data_and_does_not_migrate_twice(store_url: str) -> None
     first.close()
     again = open_store(store_url)
     assert again.tasks(3)[0].data == {"x": 1}
-    assert again.execute("SELECT version FROM schema_version") == [(1,)]
+    assert again.execute("SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
     again.close()
 
 
