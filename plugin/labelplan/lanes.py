@@ -54,22 +54,50 @@ def uniform_keys(ids: npt.NDArray[np.int64], seed: int, salt: int) -> npt.NDArra
 
 @dataclass
 class LaneContext:
-    """What lanes rank from: the snapshot, the plan, the ledger and which tasks are still open."""
+    """What lanes rank from: the snapshot, the plan, the ledger and which tasks are still open.
+
+    Lanes rank over every task a column at a time (``snapshot.scores[:, c]`` is contiguous) and
+    mask out tasks that are not open, rather than gathering the open tasks' rows first: at a
+    million tasks that gather, once per lane, was most of the cost of ranking.
+    """
 
     snapshot: Snapshot
     plan: Plan
     ledger: Ledger
     open: npt.NDArray[np.bool_]
 
-    def unseen(self, rows: Rows, c: int) -> npt.NDArray[np.bool_]:
-        """Whether each row has a source value never labeled for class ``c``."""
-        found = np.zeros(rows.shape[0], dtype=bool)
+    def __post_init__(self) -> None:
+        self._top: npt.NDArray[np.int32] | None = None
+
+    def open_rows(self) -> Rows:
+        """The rows of the open tasks."""
+        return np.flatnonzero(self.open).astype(np.int32)
+
+    @property
+    def top(self) -> npt.NDArray[np.int32]:
+        """Each task's most likely class (the first of equals); scores never change, so once."""
+        if self._top is None:
+            scores = self.snapshot.scores
+            top = np.zeros(scores.shape[0], dtype=np.int32)
+            best = scores[:, 0].copy()
+            for c in range(1, scores.shape[1]):
+                better = scores[:, c] > best
+                top[better] = c
+                np.maximum(best, scores[:, c], out=best)
+            self._top = top
+        return self._top
+
+    def unseen(self, rows: Rows | None, c: int) -> npt.NDArray[np.bool_]:
+        """Whether each row (None: each task) has a source value never labeled for class ``c``."""
+        sources = self.snapshot.sources
+        found = np.zeros(sources.shape[0] if rows is None else rows.shape[0], dtype=bool)
         for key, seen in enumerate(self.ledger.seen):
-            if seen.shape[1] == 0:
+            if seen[c].all():  # the usual case once a class has some history
                 continue
-            codes = self.snapshot.sources[rows, key]
-            known = codes >= 0
-            found |= known & ~seen[c][np.where(known, codes, 0)]
+            # A trailing True stands for the unknown value (code -1), which is never unseen.
+            seen_or_unknown = np.append(seen[c], True)
+            codes = sources[:, key] if rows is None else sources[rows, key]
+            found |= ~seen_or_unknown[codes]
         return found
 
 
@@ -91,13 +119,22 @@ class Board:
         )
         self.expected = ledger.class_week.astype(np.float64)
         self.class_total = ledger.class_week.copy()
-        self.source_counts = [counts.copy() for counts in ledger.source_week]
+        #: ``source_counts[j][c, v]``: items of class ``c`` with value ``v`` for source key ``j``.
+        #: The extra last column is the unknown value (code -1); it stays 0.
+        self.source_counts = [np.pad(counts, ((0, 0), (0, 1))) for counts in ledger.source_week]
         self.easy_count = ledger.easy_week
         self.easy_cap = plan.easy_cap.per_week
         self.dup_week = ledger.dup_week.copy()
         self.dup_overall = ledger.dup_overall.copy()
         self.dup_week_cap = plan.near_duplicates.per_week
         self.dup_overall_cap = plan.near_duplicates.overall
+        #: ``full[g]``: group ``g`` reached a cap; the extra last entry stands for "no group"
+        #: (code -1), which is never full.
+        self.full = np.append(
+            (self.dup_week >= self.dup_week_cap) | (self.dup_overall >= self.dup_overall_cap),
+            False,
+        )
+        self.dup = snapshot.dup
         self.taken = ~context.open
         self.length = 0
         self._met = self.quota_met()
@@ -117,37 +154,24 @@ class Board:
         A full near-duplicate group stays full while the queue is built, so a row that is not
         alive now never will be.
         """
-        if self.dup_week.shape[0] == 0:
-            return ~self.taken[rows]
-        group = self.context.snapshot.dup[rows]
-        grouped = group >= 0
-        at = np.where(grouped, group, 0)
-        full = grouped & (
-            (self.dup_week[at] >= self.dup_week_cap)
-            | (self.dup_overall[at] >= self.dup_overall_cap)
-        )
-        return ~(self.taken[rows] | full)
+        return ~(self.taken[rows] | self.full[self.dup[rows]])
 
     def alive_one(self, row: int) -> bool:
         """:meth:`alive` for one row, without numpy's per-call overhead."""
-        if self.taken[row]:
-            return False
-        group = int(self.context.snapshot.dup[row])
-        if group < 0:
-            return True
-        return bool(
-            self.dup_week[group] < self.dup_week_cap
-            and self.dup_overall[group] < self.dup_overall_cap
-        )
+        return not (self.taken[row] or self.full[self.dup[row]])
 
     def add(self, row: int) -> None:
         """Count a served task toward expected class counts and its duplicate group."""
         self.taken[row] = True
         self.expected += self.scores[row]
-        group = int(self.context.snapshot.dup[row])
+        group = int(self.dup[row])
         if group >= 0:
             self.dup_week[group] += 1
             self.dup_overall[group] += 1
+            self.full[group] = (
+                self.dup_week[group] >= self.dup_week_cap
+                or self.dup_overall[group] >= self.dup_overall_cap
+            )
         self.length += 1
         if not self._met:
             self._met = self.quota_met()
@@ -203,11 +227,6 @@ class DeficitLane(Lane):
         return True
 
 
-def _scored(context: LaneContext) -> tuple[Rows, npt.NDArray[np.float32]]:
-    rows = np.flatnonzero(context.open).astype(np.int32)
-    return rows, context.snapshot.scores[rows]
-
-
 class QuotaLane(DeficitLane):
     """Tasks likely to be of one class, to fill its weekly quota.
 
@@ -240,10 +259,10 @@ class QuotaLane(DeficitLane):
         self.sources = snapshot.sources
 
     def rank(self, context: LaneContext) -> tuple[Rows, Priorities]:
-        rows, scores = _scored(context)
-        p = scores[:, self.c]
-        keep = p >= max(self.min_score, np.finfo(np.float32).tiny)
-        rows, p = rows[keep], p[keep]
+        p = context.snapshot.scores[:, self.c]
+        threshold = max(self.min_score, np.finfo(np.float32).tiny)
+        rows = np.flatnonzero(context.open & (p >= threshold)).astype(np.int32)
+        p = p[rows]
         priority = p * (1.0 + self.uncertainty_weight * (1.0 - np.abs(2.0 * p - 1.0)))
         if self.prefer_unseen:
             priority = priority * (1.0 + self.prefer_unseen * context.unseen(rows, self.c))
@@ -263,11 +282,8 @@ class QuotaLane(DeficitLane):
         allowed = max(1.0, self.max_share * (int(board.class_total[self.c]) + 1))
         ok = np.ones(rows.shape[0], dtype=bool)
         for key, counts in enumerate(board.source_counts):
-            values = self.sources[rows, key]
-            known = values >= 0
-            if counts.shape[1] == 0:
-                continue
-            ok &= ~known | (counts[self.c][np.where(known, values, 0)] + 1 <= allowed)
+            fits = counts[self.c] + 1 <= allowed  # per value; true for unknown (-1, count 0)
+            ok &= fits[self.sources[rows, key]]
         return ok
 
     def admits_one(self, row: int, board: Board) -> bool:
@@ -327,17 +343,17 @@ class EasyLane(DeficitLane):
         self.cap = plan.easy_cap.per_week
 
     def rank(self, context: LaneContext) -> tuple[Rows, Priorities]:
-        rows, scores = _scored(context)
-        if not self.classes or rows.shape[0] == 0:
-            return rows[:0], np.zeros(0, dtype=np.float32)
-        top = np.argmax(scores, axis=1)
-        keep = np.isin(top, self.classes)
-        rows, scores = rows[keep], scores[keep]
-        if scores.shape[1] < 2:
-            margin = scores[:, 0]
-        else:
-            two = np.partition(scores, scores.shape[1] - 2, axis=1)[:, -2:]
-            margin = two[:, 1] - two[:, 0]
+        if not self.classes:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        rows = np.flatnonzero(context.open & np.isin(context.top, self.classes)).astype(np.int32)
+        scores = context.snapshot.scores
+        best = scores[rows, 0]
+        second = np.zeros_like(best)
+        for c in range(1, scores.shape[1]):  # a contiguous column at a time
+            p = scores[rows, c]
+            np.maximum(second, np.minimum(best, p), out=second)
+            np.maximum(best, p, out=best)
+        margin = best - second if scores.shape[1] > 1 else best
         return rows, (1.0 - margin).astype(np.float32)
 
     def is_open(self, board: Board) -> bool:
@@ -380,10 +396,10 @@ class HardNegativeLane(ReservedLane):
         self.names = snapshot.classes
 
     def rank(self, context: LaneContext) -> tuple[Rows, Priorities]:
-        rows, scores = _scored(context)
-        p = scores[:, self.c]
-        keep = (p >= self.low) & (p < self.high) & (np.argmax(scores, axis=1) != self.c)
-        return rows[keep], p[keep].astype(np.float32)
+        p = context.snapshot.scores[:, self.c]
+        near = np.flatnonzero(context.open & (p >= self.low) & (p < self.high))
+        rows = near[context.top[near] != self.c].astype(np.int32)
+        return rows, p[rows].astype(np.float32)
 
     def reason(self, row: int, board: Board, relaxed: bool) -> str:
         scores = board.scores[row]
@@ -414,15 +430,16 @@ class DiscoveryLane(ReservedLane):
         self.seed = plan.seed
 
     def rank(self, context: LaneContext) -> tuple[Rows, Priorities]:
-        rows, scores = _scored(context)
-        weight = np.zeros(rows.shape[0], dtype=np.float32)
-        for c in self.rare:
+        scores = context.snapshot.scores
+        weight = np.zeros(scores.shape[0], dtype=np.float32)
+        for c in self.rare:  # over every task, a contiguous column at a time
             w = scores[:, c]
             if self.prefer_unseen:
-                w = w * (1.0 + self.prefer_unseen * context.unseen(rows, c))
+                w = w * (1.0 + self.prefer_unseen * context.unseen(None, c))
             np.maximum(weight, w, out=weight)
+        rows = context.open_rows()
         u = uniform_keys(context.snapshot.ids[rows], self.seed, salt=1)
-        return rows, (np.log(u) / (0.01 + weight)).astype(np.float32)
+        return rows, (np.log(u) / (0.01 + weight[rows])).astype(np.float32)
 
     def reason(self, row: int, board: Board, relaxed: bool) -> str:
         scores = board.scores[row]
@@ -447,7 +464,7 @@ class ControlLane(ReservedLane):
         self.seed = plan.seed
 
     def rank(self, context: LaneContext) -> tuple[Rows, Priorities]:
-        rows = np.flatnonzero(context.open).astype(np.int32)
+        rows = context.open_rows()
         u = uniform_keys(context.snapshot.ids[rows], self.seed, salt=2)
         return rows, u.astype(np.float32)
 

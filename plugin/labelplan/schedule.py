@@ -425,19 +425,18 @@ class Planner:
         ended: str | None,
     ) -> Summary:
         plan, snapshot, ledger = self.plan, self.snapshot, self.ledger
-        min_score = plan.selection.min_score
         statuses = []
         for c, name in enumerate(snapshot.classes):
             spec = plan.classes[name]
-            p = snapshot.scores[self.open, c]
-            candidates = p[p >= min_score]
-            available = float(candidates.sum(dtype=np.float64))
+            p = snapshot.scores[:, c]
+            held = p[self.open & (p >= plan.selection.min_score)]
+            candidates, available = held.shape[0], float(held.sum(dtype=np.float64))
             labeled = int(ledger.class_week[c])
             shortage = None
             if not spec.easy and labeled + available < spec.quota:
                 shortage = (
                     f"{name}: quota {spec.quota}, {labeled} labeled this week, and the "
-                    f"{candidates.shape[0]} candidates are expected to hold only {available:.1f} "
+                    f"{candidates} candidates are expected to hold only {available:.1f} "
                     f"more; widen collection (new sources, more data) or lower weekly_min"
                 )
             statuses.append(
@@ -448,7 +447,7 @@ class Planner:
                     labeled=labeled,
                     expected_in_head=float(board.expected[c]) - labeled,
                     met_at_rank=(0 if labeled >= spec.quota else met_at.get(c)),
-                    candidates=int(candidates.shape[0]),
+                    candidates=candidates,
                     expected_available=available,
                     lead_time=ledger.lead_time([c]),
                     shortage=shortage,

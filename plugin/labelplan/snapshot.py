@@ -15,16 +15,19 @@ seconds-to-label. Other keys are ignored, so a richer export reads fine.
 
 The reader turns lines into columns (:class:`Snapshot`): an ``(n, k)`` float32 score matrix in
 plan class order, integer codes for sources and duplicate groups, and a boolean label mask. At a
-million tasks parsing JSON dominates the planner's cost, so the reader does the least Python work
-per line and converts to numpy in chunks.
+million tasks reading dominates the planner's cost, and ``json.loads`` of each line is most of
+it; the rest is kept small by working a chunk of lines at a time, one field per pass, with
+C-level getters instead of a Python loop per line (see :class:`_Reader`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain, filterfalse, islice
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +41,11 @@ IntArray = npt.NDArray[np.int64]
 CodeArray = npt.NDArray[np.int32]
 BoolArray = npt.NDArray[np.bool_]
 
-#: Rows converted to numpy at a time: bounds the memory held in Python objects while reading.
-CHUNK_ROWS = 65_536
+#: Lines parsed before they are turned into columns. Small on purpose: a chunk's records (three
+#: dicts a line) then stay under the garbage collector's first threshold (700 new containers),
+#: so reading triggers almost no collections; with 2,048 lines, collections scanning the live
+#: records made reading a million lines ~2 s slower. It also keeps the records in cache.
+CHUNK_ROWS = 128
 
 STATUSES = ("unlabeled", "labeled")
 
@@ -51,6 +57,9 @@ class SnapshotError(ValueError):
 @dataclass(frozen=True)
 class Snapshot:
     """Tasks as columns. Row ``i`` of every array is the same task.
+
+    ``scores`` and ``sources`` are stored column by column (Fortran order): ``scores[:, c]``,
+    what lanes rank by, is contiguous.
 
     ``sources[i, j]`` is the code of task ``i``'s value for ``source_keys[j]`` (``-1``: absent);
     ``source_values[j][code]`` is the value. ``dup[i]`` is the near-duplicate group code
@@ -77,7 +86,8 @@ class Snapshot:
         return int(self.ids.shape[0])
 
     def index(self) -> None:
-        """Prepare :meth:`row` (a sort of the ids, O(n log n) once; 16 bytes per task)."""
+        """Prepare :meth:`row` (a sort of the ids, 16 bytes per task; the reader makes it while
+        checking that ids are unique, so this only sorts for a snapshot built otherwise)."""
         if not self._index:
             order = np.argsort(self.ids, kind="stable")
             self._index.extend([order, self.ids[order]])
@@ -100,9 +110,9 @@ def read_snapshot(path: str | Path, plan: Plan) -> Snapshot:
     path = Path(path)
     try:
         with path.open("r", encoding="utf-8") as lines:
-            records = map(json.loads, filter(str.strip, lines))
+            records = map(json.loads, filterfalse(str.isspace, lines))
             try:
-                return build_snapshot(enumerate(records, start=1), plan, source=str(path))
+                return build_snapshot(records, plan, source=str(path))
             except json.JSONDecodeError as exc:
                 raise SnapshotError(_where_json_breaks(path, exc)) from exc
     except OSError as exc:
@@ -111,13 +121,13 @@ def read_snapshot(path: str | Path, plan: Plan) -> Snapshot:
 
 def snapshot_from_records(records: Iterable[Mapping[str, Any]], plan: Plan) -> Snapshot:
     """Build a snapshot from already-parsed task records (as dicts in the JSONL format)."""
-    return build_snapshot(enumerate(records, start=1), plan, "<records>")
+    return build_snapshot(records, plan, "<records>")
 
 
 def _where_json_breaks(path: Path, exc: json.JSONDecodeError) -> str:
     """Find the first line that is not JSON (only on the error path, so reading stays fast)."""
     with path.open("r", encoding="utf-8") as lines:
-        for number, line in enumerate(filter(str.strip, lines), start=1):
+        for number, line in enumerate(filterfalse(str.isspace, lines), start=1):
             try:
                 json.loads(line)
             except json.JSONDecodeError as bad:
@@ -125,170 +135,268 @@ def _where_json_breaks(path: Path, exc: json.JSONDecodeError) -> str:
     return f"{path}: not JSON ({exc.msg})"
 
 
-def build_snapshot(
-    numbered: Iterable[tuple[int, Any]], plan: Plan, source: str = "<snapshot>"
-) -> Snapshot:
-    """Columns from ``(line number, record)`` pairs; errors name the line and the field.
+def build_snapshot(records: Iterable[Any], plan: Plan, source: str = "<snapshot>") -> Snapshot:
+    """Columns from task records, the ``i``-th being line ``i``; errors name the line and field."""
+    reader = _Reader(plan, source)
+    remaining = iter(records)
+    while chunk := list(islice(remaining, CHUNK_ROWS)):
+        reader.add(chunk)
+    return reader.snapshot()
 
-    The loop does as little as possible per line: scores in plan order are copied with one
-    ``extend`` when a line lists the classes in that order (the usual case), and source values
-    and duplicate groups are collected raw and coded once at the end.
+
+#: An empty mapping for lines without ``scores`` or ``source`` (never mutated).
+_EMPTY: Mapping[str, Any] = {}
+
+
+class _Reader:
+    """A snapshot's columns, filled a chunk of records at a time.
+
+    Each field of a chunk is taken in one pass (a list comprehension or a C-level getter), so
+    the Python work per line is a handful of dict lookups: scores come out in plan class order
+    through one ``itemgetter`` per line whatever the order in the file, source values and
+    near-duplicate groups become integer codes through one dict per column, and only labeled
+    lines get a loop of their own. Checks run on whole chunks (numbers, ranges, id types); a chunk
+    that fails one is read again line by line (:meth:`_check_line`) to name the first bad line
+    and field, so the error path is slow and the common path is not.
     """
-    classes = tuple(plan.class_names)
-    keys = tuple(plan.sources.keys)
-    label_map = plan.label_map()
-    class_index = {name: i for i, name in enumerate(classes)}
-    ids: list[Any] = []
-    flat: list[float] = []
-    raw_sources: list[list[Any]] = [[] for _ in keys]
-    groups: list[Any] = []
-    labels: dict[int, tuple[int, ...]] = {}
-    labeled_at: dict[int, float] = {}
-    lead_time: dict[int, float] = {}
-    lines: list[int] = []
-    score_chunks: list[FloatArray] = []
-    unmapped = 0
-    k = len(classes)
-    for number, record in numbered:
+
+    def __init__(self, plan: Plan, source: str) -> None:
+        self.source = source
+        self.classes = tuple(plan.class_names)
+        self.keys = tuple(plan.sources.keys)
+        self.label_map = plan.label_map()
+        self.class_index = {name: i for i, name in enumerate(self.classes)}
+        self.in_plan_order = _values_of(self.classes)
+        self.source_codes = [_Codes() for _ in self.keys]
+        self.group_codes = _Codes()
+        self.id_chunks: list[IntArray] = []
+        self.score_chunks: list[FloatArray] = []
+        self.source_chunks: list[CodeArray] = []
+        self.group_chunks: list[CodeArray] = []
+        self.labels: dict[int, tuple[int, ...]] = {}
+        self.labeled_at: dict[int, float] = {}
+        self.lead_time: dict[int, float] = {}
+        self.unmapped = 0
+        self.rows = 0
+
+    def add(self, chunk: list[Any]) -> None:
+        """Append a chunk of records (lines ``rows + 1`` on) to the columns."""
+        first = self.rows + 1
         try:
-            ids.append(record["id"])
-            scores = record.get("scores") or {}
-            if tuple(scores) == classes:
-                flat.extend(scores.values())
-            else:
-                flat.extend([scores.get(name, 0.0) for name in classes])
-            if keys:
-                values = record.get("source") or {}
-                for key, column in zip(keys, raw_sources, strict=True):
-                    column.append(values.get(key))
-            groups.append(record.get("dup_group"))
-            status = record.get("status", "unlabeled")
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise SnapshotError(_shape_error(source, number, record, exc)) from exc
-        lines.append(number)
-        if status != "unlabeled":
-            row = len(ids) - 1
-            if status != "labeled":
+            ids, scores, sources, groups, flagged = self._columns(chunk)
+        except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
+            self._check_chunk(chunk, first)
+            last = first + len(chunk) - 1
+            raise SnapshotError(f"{self.source}:{first}-{last}: cannot be read ({exc})") from exc
+        for j in flagged:
+            labels, unknown, at, seconds = self._labeled(chunk[j], first + j)
+            row = self.rows + j
+            self.labels[row] = labels
+            self.unmapped += unknown
+            self.labeled_at[row] = at
+            self.lead_time[row] = seconds
+        self.id_chunks.append(ids)
+        self.score_chunks.append(scores)
+        self.source_chunks.append(sources)
+        self.group_chunks.append(groups)
+        self.rows += len(chunk)
+
+    def _columns(
+        self, chunk: list[Any]
+    ) -> tuple[IntArray, FloatArray, CodeArray, CodeArray, list[int]]:
+        """The chunk's columns, and which of its lines are not ``unlabeled``.
+
+        A malformed line raises a built-in error that names no line (``KeyError``,
+        ``TypeError``, ``AttributeError``, ``ValueError``, ``OverflowError``).
+        """
+        m = len(chunk)
+        raw_ids = [record["id"] for record in chunk]
+        if set(map(type, raw_ids)) != {int}:
+            raise TypeError("an id is not an integer")
+        ids = np.array(raw_ids, dtype=np.int64)
+        scores = self._scores([record.get("scores") or _EMPTY for record in chunk])
+        if not ((scores >= 0.0) & (scores <= 1.0)).all():
+            raise ValueError("a score is not a probability")
+        maps = [record.get("source") or _EMPTY for record in chunk]
+        sources = np.empty((m, len(self.keys)), dtype=np.int32)
+        for j, (key, codes) in enumerate(zip(self.keys, self.source_codes, strict=True)):
+            sources[:, j] = codes.encode([values.get(key) for values in maps])
+        groups = self.group_codes.encode([record.get("dup_group") for record in chunk])
+        flagged = [
+            j for j, record in enumerate(chunk) if record.get("status", "unlabeled") != "unlabeled"
+        ]
+        return ids, scores, sources, groups, flagged
+
+    def _scores(self, maps: list[Mapping[str, Any]]) -> FloatArray:
+        """Scores as an ``(m, k)`` float32 matrix in plan class order; classes left out are 0."""
+        k = len(self.classes)
+        try:
+            values = chain.from_iterable(map(self.in_plan_order, maps))
+            flat = np.fromiter(values, dtype=np.float32, count=len(maps) * k)
+        except KeyError:
+            rows = ([values.get(name, 0.0) for name in self.classes] for values in maps)
+            flat = np.fromiter(chain.from_iterable(rows), dtype=np.float32, count=len(maps) * k)
+        return flat.reshape(len(maps), k)
+
+    def _check_chunk(self, chunk: list[Any], first: int) -> None:
+        """Raise the error of the chunk's first bad line (the slow path, only after a failure)."""
+        for j, record in enumerate(chunk):
+            self._check_line(record, first + j)
+
+    def _check_line(self, record: Any, number: int) -> None:
+        """Every check :meth:`_columns` makes, for one line, with an error naming the field."""
+        where = f"{self.source}:{number}"
+        if not isinstance(record, dict):
+            raise SnapshotError(
+                f"{where}: each line must be a JSON object; got {type(record).__name__}"
+            )
+        if "id" not in record:
+            raise SnapshotError(f"{where}: missing field 'id'")
+        if type(record["id"]) is not int:
+            raise SnapshotError(
+                f"{where}: id must be an integer (the Label Studio task id); got {record['id']!r}"
+            )
+        scores = record.get("scores") or _EMPTY
+        if not isinstance(scores, dict):
+            raise SnapshotError(
+                f"{where}: scores must be an object {{class: probability}}; got {scores!r}"
+            )
+        row = [scores.get(name, 0.0) for name in self.classes]
+        shown = dict(zip(self.classes, row, strict=True))
+        try:
+            values = np.fromiter(row, dtype=np.float32, count=len(row))
+        except (TypeError, ValueError):
+            raise SnapshotError(
+                f"{where}: scores must be numbers in [0, 1] per class; got {shown}"
+            ) from None
+        if not ((values >= 0.0) & (values <= 1.0)).all():
+            raise SnapshotError(f"{where}: scores must be probabilities in [0, 1]; got {shown}")
+        sources = record.get("source") or _EMPTY
+        if not isinstance(sources, dict):
+            raise SnapshotError(
+                f"{where}: source must be an object {{key: value}}; got {sources!r}"
+            )
+        for key in self.keys:
+            if not _codable(sources.get(key)):
                 raise SnapshotError(
-                    f"{source}:{number}: status is {status!r}; allowed: {', '.join(STATUSES)}"
+                    f"{where}: source.{key} must be a string or a number; got {sources[key]!r}"
                 )
-            found, unknown = _labels(record, label_map, class_index, source, number)
-            labels[row] = found
-            unmapped += unknown
-            labeled_at[row] = _timestamp(record.get("labeled_at"), source, number)
-            lead_time[row] = _seconds(record.get("lead_time"), source, number)
-        if len(lines) == CHUNK_ROWS:
-            score_chunks.append(_score_chunk(flat, lines, source, classes))
-            flat, lines = [], []
-    if lines or not score_chunks:
-        score_chunks.append(_score_chunk(flat, lines, source, classes))
-    n = len(ids)
-    id_array = _ids(ids, source)
-    labeled = np.zeros(n, dtype=bool)
-    labeled[list(labels)] = True
-    at = np.full(n, np.nan)
-    at[list(labeled_at)] = list(labeled_at.values())
-    lead = np.full(n, np.nan)
-    lead[list(lead_time)] = list(lead_time.values())
-    coded = [
-        _factorize(column, f"source.{key}", source)
-        for key, column in zip(keys, raw_sources, strict=True)
-    ]
-    dup, dup_names = _factorize(groups, "dup_group", source)
-    sources = (
-        np.stack([codes for codes, _ in coded], axis=1) if keys else np.zeros((n, 0), np.int32)
-    )
-    return Snapshot(
-        classes=classes,
-        ids=id_array,
-        scores=np.concatenate(score_chunks).reshape(n, k),
-        labeled=labeled,
-        dup=dup,
-        dup_names=dup_names,
-        source_keys=keys,
-        sources=sources.astype(np.int32),
-        source_values=tuple(values for _, values in coded),
-        labels=labels,
-        labeled_at=at,
-        lead_time=lead,
-        unmapped_labels=unmapped,
-    )
+        if not _codable(record.get("dup_group")):
+            raise SnapshotError(
+                f"{where}: dup_group must be a string or null; got {record['dup_group']!r}"
+            )
+        if record.get("status", "unlabeled") != "unlabeled":
+            self._labeled(record, number)
 
-
-def _factorize(column: list[Any], name: str, source: str) -> tuple[CodeArray, tuple[str, ...]]:
-    """Codes ``0..m-1`` for a column's values in order of first appearance; ``None`` is ``-1``."""
-    try:
-        unique = dict.fromkeys(column)
-    except TypeError:
-        bad = next(v for v in column if not isinstance(v, str | int | float | type(None)))
-        raise SnapshotError(
-            f"{source}: {name} values must be strings or numbers; got {bad!r}"
-        ) from None
-    unique.pop(None, None)
-    index: dict[Any, int] = {value: code for code, value in enumerate(unique)}
-    index[None] = -1
-    codes = np.fromiter(map(index.__getitem__, column), dtype=np.int32, count=len(column))
-    return codes, tuple(str(value) for value in unique)
-
-
-def _score_chunk(
-    flat: list[float], lines: list[int], source: str, classes: tuple[str, ...]
-) -> FloatArray:
-    """Rows of scores as float32, checked to be probabilities."""
-    k = len(classes)
-    try:
-        chunk = np.asarray(flat, dtype=np.float32).reshape(len(lines), k)
-    except (TypeError, ValueError) as exc:
-        for i, line in enumerate(lines):
-            row = flat[i * k : (i + 1) * k]
-            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in row):
-                raise SnapshotError(
-                    f"{source}:{line}: scores must be numbers in [0, 1] per class; "
-                    f"got {dict(zip(classes, row, strict=True))}"
-                ) from exc
-        raise SnapshotError(f"{source}: scores cannot be read ({exc})") from exc
-    bad = ~((chunk >= 0.0) & (chunk <= 1.0)).all(axis=1)
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        got = dict(zip(classes, chunk[first].tolist(), strict=True))
-        raise SnapshotError(
-            f"{source}:{lines[first]}: scores must be probabilities in [0, 1]; got {got}"
+    def _labeled(
+        self, record: Mapping[str, Any], number: int
+    ) -> tuple[tuple[int, ...], int, float, float]:
+        """A labeled line's class indices, unknown label count, ``labeled_at`` and ``lead_time``."""
+        where = f"{self.source}:{number}"
+        status = record.get("status")
+        if status != "labeled":
+            raise SnapshotError(f"{where}: status is {status!r}; allowed: {', '.join(STATUSES)}")
+        raw = record.get("labels") or []
+        if not isinstance(raw, list):
+            raise SnapshotError(f"{where}: labels must be a list of class names; got {raw!r}")
+        label_map, class_index = self.label_map, self.class_index
+        found = tuple(sorted({class_index[label_map[v]] for v in raw if v in label_map}))
+        unknown = sum(1 for v in raw if v not in label_map)
+        return (
+            found,
+            unknown,
+            _timestamp(record.get("labeled_at"), where),
+            _seconds(record.get("lead_time"), where),
         )
-    return chunk
 
-
-def _ids(ids: list[Any], source: str) -> IntArray:
-    """Task ids as int64; they must be Label Studio's integer task ids, each once."""
-    if not all(type(i) is int for i in ids):
-        bad = next(i for i in ids if type(i) is not int)
-        raise SnapshotError(
-            f"{source}: id must be an integer (the Label Studio task id); got {bad!r}"
+    def snapshot(self) -> Snapshot:
+        """The columns as a :class:`Snapshot`, once every id is known to appear once."""
+        n, k = self.rows, len(self.classes)
+        ids = _joined(self.id_chunks, np.zeros(0, dtype=np.int64))
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        repeated = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]]
+        if repeated.shape[0]:
+            shown = np.unique(repeated)[:5].tolist()
+            raise SnapshotError(f"{self.source}: task ids appear more than once: {shown}")
+        labeled = np.zeros(n, dtype=bool)
+        labeled[list(self.labels)] = True
+        at = np.full(n, np.nan)
+        at[list(self.labeled_at)] = list(self.labeled_at.values())
+        lead = np.full(n, np.nan)
+        lead[list(self.lead_time)] = list(self.lead_time.values())
+        return Snapshot(
+            classes=self.classes,
+            ids=ids,
+            scores=_by_column(self.score_chunks, k, np.float32),
+            labeled=labeled,
+            dup=_joined(self.group_chunks, np.zeros(0, dtype=np.int32)),
+            dup_names=self.group_codes.names(),
+            source_keys=self.keys,
+            sources=_by_column(self.source_chunks, len(self.keys), np.int32),
+            source_values=tuple(codes.names() for codes in self.source_codes),
+            labels=self.labels,
+            labeled_at=at,
+            lead_time=lead,
+            unmapped_labels=self.unmapped,
+            _index=[order, sorted_ids],
         )
-    array = np.asarray(ids, dtype=np.int64)
-    unique, counts = np.unique(array, return_counts=True)
-    if (counts > 1).any():
-        repeated = unique[counts > 1][:5].tolist()
-        raise SnapshotError(f"{source}: task ids appear more than once: {repeated}")
-    return array
 
 
-def _labels(
-    record: Mapping[str, Any],
-    label_map: Mapping[str, str],
-    class_index: Mapping[str, int],
-    source: str,
-    number: int,
-) -> tuple[tuple[int, ...], int]:
-    """Class indices of a labeled task, and how many of its labels the plan does not know."""
-    raw = record.get("labels") or []
-    if not isinstance(raw, list):
-        raise SnapshotError(f"{source}:{number}: labels must be a list of class names; got {raw!r}")
-    found = sorted({class_index[label_map[v]] for v in raw if v in label_map})
-    unknown = sum(1 for v in raw if v not in label_map)
-    return tuple(found), unknown
+class _Codes:
+    """Integer codes for a column's values, ``0..m-1`` in order of first appearance; null is -1.
+
+    One dict lives across chunks, so a value keeps its code in every chunk and each line costs
+    one dict lookup.
+    """
+
+    def __init__(self) -> None:
+        self._index: dict[Any, int] = {None: -1}
+
+    def encode(self, column: list[Any]) -> CodeArray:
+        """Codes of ``column``'s values; ``TypeError`` for a value that is not a JSON scalar."""
+        index = self._index
+        try:  # most chunks bring no new value (cameras, lighting, locations)
+            return np.fromiter(map(index.__getitem__, column), dtype=np.int32, count=len(column))
+        except KeyError:
+            return np.array([index.setdefault(v, len(index) - 1) for v in column], dtype=np.int32)
+
+    def names(self) -> tuple[str, ...]:
+        """The values, by code."""
+        return tuple(str(value) for value in self._index if value is not None)
 
 
-def _timestamp(value: Any, source: str, number: int) -> float:
+def _values_of(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A C-level getter of ``names``' values in that order (``KeyError`` if one is missing)."""
+    if len(names) == 1:
+        only = itemgetter(names[0])
+        return lambda mapping: (only(mapping),)
+    return itemgetter(*names)
+
+
+def _codable(value: Any) -> bool:
+    """Whether a source value or group name can be coded: a JSON string, number or null."""
+    return value is None or isinstance(value, str | int | float)
+
+
+def _joined(chunks: list[npt.NDArray[Any]], empty: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    return np.concatenate(chunks) if chunks else empty
+
+
+def _by_column(chunks: list[npt.NDArray[Any]], width: int, dtype: type) -> npt.NDArray[Any]:
+    """Row chunks joined into one ``(n, width)`` matrix stored column by column (Fortran order).
+
+    Lanes read one class's scores (or one source key's codes) over every task; stored this way
+    that column is contiguous, and the join is the only copy.
+    """
+    rows = sum(chunk.shape[0] for chunk in chunks)
+    joined = np.empty((rows, width), dtype=dtype, order="F")
+    if chunks:
+        np.concatenate(chunks, out=joined)
+    return joined
+
+
+def _timestamp(value: Any, where: str) -> float:
     """``labeled_at`` as POSIX seconds; naive times are taken as UTC; missing is NaN."""
     if value is None:
         return float("nan")
@@ -296,7 +404,7 @@ def _timestamp(value: Any, source: str, number: int) -> float:
         moment = datetime.fromisoformat(str(value))
     except ValueError as exc:
         raise SnapshotError(
-            f"{source}:{number}: labeled_at must be an ISO 8601 time such as "
+            f"{where}: labeled_at must be an ISO 8601 time such as "
             f"2024-05-06T10:11:00Z; got {value!r}"
         ) from exc
     if moment.tzinfo is None:
@@ -304,23 +412,10 @@ def _timestamp(value: Any, source: str, number: int) -> float:
     return moment.timestamp()
 
 
-def _seconds(value: Any, source: str, number: int) -> float:
+def _seconds(value: Any, where: str) -> float:
     """``lead_time`` in seconds; missing is NaN."""
     if value is None:
         return float("nan")
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise SnapshotError(
-            f"{source}:{number}: lead_time must be seconds (a number >= 0); got {value!r}"
-        )
+        raise SnapshotError(f"{where}: lead_time must be seconds (a number >= 0); got {value!r}")
     return float(value)
-
-
-def _shape_error(source: str, number: int, record: Any, exc: Exception) -> str:
-    if not isinstance(record, dict):
-        return f"{source}:{number}: each line must be a JSON object; got {type(record).__name__}"
-    if isinstance(exc, KeyError):
-        return f"{source}:{number}: missing field {exc.args[0]!r}"
-    return (
-        f"{source}:{number}: scores and source must be objects ({{name: value}}) and "
-        f"dup_group a string or null; got {exc}"
-    )
