@@ -211,6 +211,10 @@ class ReservedLane(Lane):
     share: float
 
 
+MET_CLAIM = 0.25
+"""A quota lane's claim, in items, once its quota is (expected to be) met."""
+
+
 class DeficitLane(Lane):
     """A lane that claims annotator time in proportion to how far behind it is."""
 
@@ -296,8 +300,11 @@ class QuotaLane(DeficitLane):
                 board.source_counts[key][self.c, value] += 1
 
     def claim(self, board: Board) -> float:
+        """Weight times the items still missing; once the quota is met the lane yields, keeping
+        a quarter of its weight so a met rare class still trickles in (at a must-not-miss
+        weight of 4, as much as the easy lane)."""
         remaining = self.quota - board.expected[self.c]
-        return self.weight * max(float(remaining), 1.0)
+        return self.weight * max(float(remaining), MET_CLAIM)
 
     def cost(self, ledger: Ledger) -> float:
         return ledger.lead_time([self.c])

@@ -30,6 +30,7 @@ near-duplicate group is full, and, while an alternative exists among the next
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -252,17 +253,33 @@ class _Deal:
     others and the accounting restarts.
     """
 
-    def __init__(self, shares: dict[str, float]) -> None:
+    def __init__(self, shares: dict[str, float], served: Mapping[str, int] | None = None) -> None:
         self.order = list(shares)
         self.shares: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
+        self.counts: dict[str, float] = {}
         self.base = 0
         self._reset(shares, 0)
+        if served:
+            self._resume(served)
+
+    def _resume(self, served: Mapping[str, int]) -> None:
+        """Continue this week's deal: positions already served count, so a re-plan after a few
+        labels goes on where the last plan was instead of starting every lane afresh.
+
+        A lane that fell behind (it had no candidates for a while) restarts at most one entry
+        behind its share, so it does not burst to catch up.
+        """
+        total = sum(served.get(name, 0) for name in self.shares)
+        if total <= 0:
+            return
+        self.base = -total
+        for name, share in self.shares.items():
+            self.counts[name] = max(float(served.get(name, 0)), share * total - 1.0)
 
     def _reset(self, shares: dict[str, float], position: int) -> None:
         total = sum(shares.values())
         self.shares = {name: share / total for name, share in shares.items() if share > 0}
-        self.counts = dict.fromkeys(self.shares, 0)
+        self.counts = dict.fromkeys(self.shares, 0.0)
         self.base = position
 
     def choose(self, position: int, available: set[str]) -> str | None:
@@ -321,8 +338,12 @@ class Planner:
         labels: list[str],
         labeled_at: datetime | None = None,
         lead_time: float | None = None,
+        lane: str | None = None,
     ) -> None:
         """Count one new annotation: the task leaves the queue and the ledger moves on.
+
+        ``lane`` is the queue lane that served the task, if the queue did: the next head
+        continues each lane's share of the week from there.
 
         ``labels`` are class names or Label Studio label values (unknown ones are ignored). Only
         rankings that depend on the annotation (a source value seen for the first time for a
@@ -350,10 +371,22 @@ class Planner:
         when = float("nan") if labeled_at is None else labeled_at.timestamp()
         seconds = float("nan") if lead_time is None else float(lead_time)
         self.open[row] = False
+        if lane:
+            self.snapshot.served_by[row] = lane
         if self.ledger.record(row, classes, when, seconds):
             for name, lane in self._lanes.items():
                 if lane.uses_seen:
                     self._rankings.pop(name, None)
+
+    def week_lanes(self) -> dict[str, int]:
+        """How many of this week's labeled tasks each queue lane served (tasks the queue did not
+        serve, e.g. labeled before labelplan was enabled, are not counted)."""
+        counts: dict[str, int] = {}
+        at = self.snapshot.labeled_at
+        for row, lane in self.snapshot.served_by.items():
+            if self.week.contains(float(at[row])):
+                counts[lane] = counts.get(lane, 0) + 1
+        return counts
 
     def ranking(self, lane: Lane) -> Ranking:
         """A lane's ranking, computed once and kept until an annotation changes it."""
@@ -376,8 +409,11 @@ class Planner:
         }
         shares = {lane.name: lane.share for lane in self.reserved}
         shares[TIME_SHARED] = 1.0 - sum(shares.values())
-        deal = _Deal(shares)
-        clock = _FairClock(self.deficit, self.ledger)
+        served = self.week_lanes()
+        deal_served = {name: served.get(name, 0) for name in shares if name != TIME_SHARED}
+        deal_served[TIME_SHARED] = sum(served.get(lane.name, 0) for lane in self.deficit)
+        deal = _Deal(shares, deal_served)
+        clock = _FairClock(self.deficit, self.ledger, served, board)
         entries: list[QueueEntry] = []
         dry: set[str] = set()
         met_at: dict[int, int] = {}
@@ -474,11 +510,31 @@ class _FairClock:
     the current virtual time, so it cannot bank credit while closed.
     """
 
-    def __init__(self, lanes: list[DeficitLane], ledger: Ledger) -> None:
+    def __init__(
+        self,
+        lanes: list[DeficitLane],
+        ledger: Ledger,
+        served: Mapping[str, int] | None = None,
+        board: Board | None = None,
+    ) -> None:
         self.lanes = lanes
         self.tags = dict.fromkeys((lane.name for lane in lanes), 0.0)
         self.costs = {lane.name: lane.cost(ledger) for lane in lanes}
         self.now = 0.0
+        if served and board is not None:
+            self._resume(served, board)
+
+    def _resume(self, served: Mapping[str, int], board: Board) -> None:
+        """Continue this week's time sharing from what each lane has served.
+
+        A lane's tag is its served items times its current quantum (cost / claim); virtual time
+        is where the most advanced lane started its last item. Lanes behind it restart at that
+        time (as a lane reopening would), so nobody bursts to catch up.
+        """
+        quanta = {lane.name: self.costs[lane.name] / lane.claim(board) for lane in self.lanes}
+        self.tags = {name: served.get(name, 0) * quantum for name, quantum in quanta.items()}
+        if any(served.get(name, 0) for name in self.tags):
+            self.now = max(self.tags[name] - quanta[name] for name in self.tags if served.get(name, 0))
 
     def _open(self, board: Board, dry: set[str]) -> list[DeficitLane]:
         return [lane for lane in self.lanes if lane.name not in dry and lane.is_open(board)]

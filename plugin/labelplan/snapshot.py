@@ -80,6 +80,9 @@ class Snapshot:
     labeled_at: npt.NDArray[np.float64]
     lead_time: npt.NDArray[np.float64]
     unmapped_labels: int = 0
+    served_by: dict[int, str] = field(default_factory=dict)
+    """For labeled rows the queue served: the lane that served them (the optional ``lane``
+    field). The planner resumes each lane's share of the week from these counts."""
     _index: list[IntArray] = field(default_factory=list, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -176,6 +179,7 @@ class _Reader:
         self.labels: dict[int, tuple[int, ...]] = {}
         self.labeled_at: dict[int, float] = {}
         self.lead_time: dict[int, float] = {}
+        self.served_by: dict[int, str] = {}
         self.unmapped = 0
         self.rows = 0
 
@@ -195,6 +199,9 @@ class _Reader:
             self.unmapped += unknown
             self.labeled_at[row] = at
             self.lead_time[row] = seconds
+            lane = chunk[j].get("lane")
+            if isinstance(lane, str) and lane:
+                self.served_by[row] = lane
         self.id_chunks.append(ids)
         self.score_chunks.append(scores)
         self.source_chunks.append(sources)
@@ -339,6 +346,7 @@ class _Reader:
             labeled_at=at,
             lead_time=lead,
             unmapped_labels=self.unmapped,
+            served_by=self.served_by,
             _index=[order, sorted_ids],
         )
 
