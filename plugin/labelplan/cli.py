@@ -281,6 +281,10 @@ def sync(
             err.print(f"[yellow]problem:[/] {escape(problem)}")
         for restored in report.restored:
             err.print(f"[yellow]restored:[/] {escape(restored)}")
+        if report.review:
+            out.print("review: " + ", ".join(f"{k} {v}" for k, v in report.review.items()))
+        for alarm in report.alarms:
+            err.print(f"[red]alarm:[/] {escape(alarm)}")
 
     receiver = None
     with store.leader_lock(project) as leader:
@@ -298,6 +302,7 @@ def sync(
                 receiver = WebhookReceiver(
                     changes, secret=secret, host=webhook_host, port=webhook_port
                 ).start()
+                service.exposition = receiver.exposition  # GET /metrics (docs/metrics.md)
                 target = webhook_url or f"http://{webhook_host}:{receiver.port}/webhook"
                 client.register_webhook(project, target, secret=secret)
                 out.print(f"listening for webhooks on {webhook_host}:{receiver.port} ({target})")
@@ -336,6 +341,251 @@ def disable(
         f"project {project}: sampling {outcome['sampling']!r}, model version "
         f"{outcome['model_version']!r}, {outcome['deleted_predictions']} queue predictions removed"
     )
+
+
+@app.command()
+def simulate(
+    plan_path: Annotated[Path, typer.Option("--plan", help="The plan file (YAML).")],
+    dataset_dir: Annotated[
+        Path, typer.Option("--dataset", help="A dataset directory with items.jsonl.")
+    ],
+    budget: Annotated[int, typer.Option("--budget", min=1, help="Labels per strategy.")],
+    strategies: Annotated[
+        str,
+        typer.Option(
+            "--strategies", help="Comma-separated: labelplan,sequential,uniform,uncertainty."
+        ),
+    ] = "labelplan,sequential,uniform,uncertainty",
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Where report.json, report.md and the plots go.")
+    ] = Path("out/simulate"),
+    week_size: Annotated[
+        int, typer.Option("--week-size", min=1, help="Labels in one simulated week.")
+    ] = 100,
+    refit_every: Annotated[
+        int, typer.Option("--refit-every", min=1, help="Labels between retrainings of the head.")
+    ] = 100,
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            "--checkpoint-every", min=1, help="Labels between measurements (the classifier too)."
+        ),
+    ] = 200,
+    pass_every: Annotated[
+        int, typer.Option("--pass-every", min=1, help="Labels between sync passes (re-plans).")
+    ] = 10,
+    test_share: Annotated[
+        float, typer.Option("--test-share", help="Share of each class held out for testing.")
+    ] = 0.25,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split and random order.")] = 0,
+    seed_examples: Annotated[
+        int,
+        typer.Option(
+            "--seed-examples", min=0, help="Cold-start examples per class given to the backend."
+        ),
+    ] = 2,
+) -> None:
+    """Replay labeling on a labeled dataset, per strategy, with a perfect annotator.
+
+    Compares labelplan with Label Studio's Sequential, Uniform and Uncertainty sampling (see
+    docs/simulate.md). Needs the backend extras: pip install -e '.[demo]'.
+    """
+    import importlib.util
+    import warnings
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from labelplan.dataset import DatasetError, dataset_features, read_dataset
+    from labelplan.plan import PlanError, load_plan
+    from labelplan.simulate import Settings, SimulationError, markdown_table, write_outputs
+    from labelplan.simulate import simulate as run_simulation
+    from labelplan.strategies import STRATEGY_NAMES, make_strategy
+
+    names = [s.strip() for s in strategies.split(",") if s.strip()]
+    unknown = [s for s in names if s not in STRATEGY_NAMES]
+    if unknown or not names:
+        raise fail(f"--strategies takes {', '.join(STRATEGY_NAMES)}; got {escape(strategies)!r}")
+    missing = [
+        m for m in ("sklearn", "matplotlib", "labelplan_backend") if not importlib.util.find_spec(m)
+    ]
+    if missing:
+        raise fail(f"{', '.join(missing)} not installed: run  pip install -e '.[demo]'")
+    try:
+        sampling_plan = load_plan(plan_path)
+        dataset = read_dataset(dataset_dir)
+    except PlanError as exc:
+        raise fail(escape(f"{exc.source}: " + "; ".join(str(p) for p in exc.problems))) from exc
+    except DatasetError as exc:
+        raise fail(escape(str(exc))) from exc
+    settings = Settings(
+        budget=budget,
+        week_size=week_size,
+        refit_every=refit_every,
+        pass_every=pass_every,
+        test_share=test_share,
+        seed=seed,
+        seed_examples=seed_examples,
+        checkpoint_every=checkpoint_every,
+    )
+    chosen = [
+        make_strategy(n, sampling_plan, seed=seed, head_size=settings.head_size) for n in names
+    ]
+    columns = (
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    warnings.filterwarnings("ignore", module="PIL")
+    try:
+        with Progress(*columns, console=err) as progress:
+            extracting = progress.add_task("features", total=len(dataset.items))
+            features = dataset_features(dataset, lambda k: progress.advance(extracting, k))
+            bars = {n: progress.add_task(n, total=min(budget, len(dataset.items))) for n in names}
+            report = run_simulation(
+                dataset,
+                features,
+                sampling_plan,
+                chosen,
+                settings,
+                advance=lambda name, k: progress.advance(bars[name], k),
+            )
+    except (DatasetError, SimulationError) as exc:
+        raise fail(escape(str(exc))) from exc
+    written = write_outputs(report, out_dir)
+    typer.echo(markdown_table(report))
+    for path in written:
+        out.print(f"wrote {path}", highlight=False)
+
+
+@app.command()
+def report(
+    project: Annotated[int, typer.Option("--project", "-p", help="Label Studio project id.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for report.html, metrics.json, metrics.csv.")
+    ] = Path("labelplan-report"),
+    plan_path: Annotated[
+        Path | None,
+        typer.Option("--plan", help="The plan file; default: the plan of the sync's last pass."),
+    ] = None,
+    now: Annotated[
+        str | None, typer.Option("--now", help="ISO 8601 time to report at; default: the clock.")
+    ] = None,
+    weeks: Annotated[int, typer.Option("--weeks", min=1, help="Plan weeks to cover.")] = 8,
+) -> None:
+    """Write the per-class weekly metrics as an HTML report with plots, JSON and CSV.
+
+    Reads the store the sync keeps (LABELPLAN_DB), so it shows the state of the sync's last pass
+    and needs no connection to Label Studio (see docs/metrics.md).
+    """
+    from labelplan.metrics import compute
+    from labelplan.plan import Plan, PlanError, load_plan
+    from labelplan.report import write_report
+    from labelplan.store import StoreError, open_store
+    from labelplan.sync import review_facts, switch_states
+
+    try:
+        moment = _moment(now)
+        store = open_store()
+    except (ValueError, StoreError) as exc:
+        raise fail(escape(str(exc))) from exc
+    try:
+        if plan_path is not None:
+            sampling_plan = load_plan(plan_path)
+        else:
+            stored = store.cursor(project, "plan")
+            if not stored:
+                raise fail(
+                    f"no plan is stored for project {project} in {escape(repr(store))}: run "
+                    "`labelplan sync` for it first, or pass --plan"
+                )
+            sampling_plan = Plan.model_validate_json(stored)
+        experts = set(json.loads(store.cursor(project, "experts") or "[]"))
+        facts = review_facts(store, project, sampling_plan, experts, moment)
+        if not facts:
+            raise fail(
+                f"the store has no tasks of project {project}: run `labelplan sync --project "
+                f"{project}` first (LABELPLAN_DB must point at the sync's store)"
+            )
+        metrics = compute(
+            facts,
+            sampling_plan,
+            moment,
+            states=switch_states(store, project, sampling_plan),
+            weeks=weeks,
+        )
+    except PlanError as exc:
+        raise fail(escape(f"{exc.source}: " + "; ".join(str(p) for p in exc.problems))) from exc
+    finally:
+        store.close()
+    written = write_report(
+        metrics,
+        out_dir,
+        f"labelplan report: project {project}",
+        disagreement_limit=sampling_plan.review.alarms.disagreement,
+    )
+    for path in written:
+        out.print(str(path))
+    for alarm in metrics.alarms:
+        err.print(f"[red]alarm:[/] {escape(alarm.message)}", highlight=False)
+
+
+@app.command()
+def demo(
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="A dataset folder with items.jsonl.")
+    ] = Path("examples/emoji/data"),
+    plan_path: Annotated[Path, typer.Option("--plan", help="The plan file (YAML).")] = Path(
+        "examples/emoji/plan.yaml"
+    ),
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Where the demo keeps its state.")
+    ] = Path(".demo"),
+    port: Annotated[int, typer.Option("--port", help="Label Studio's port.")] = 8080,
+    simulate_annotators: Annotated[
+        bool,
+        typer.Option(
+            "--simulate-annotators", help="Drive 3 simulated annotators through Label Studio."
+        ),
+    ] = False,
+    stop_after: Annotated[
+        int | None,
+        typer.Option(
+            "--stop-after", help="With --simulate-annotators: stop after this many labels."
+        ),
+    ] = None,
+) -> None:
+    """Run the whole thing locally: Label Studio, the ML backend and the sync, on the example dataset."""
+    from labelplan.demo import DemoError, annotators, read_items, running_demo, simulate, welcome
+    from labelplan.labelstudio import LabelStudioError
+    from labelplan.localstudio import LocalStudioError
+    from labelplan.plan import PlanError
+
+    try:
+        with running_demo(dataset, plan_path, data_dir, port=port, say=out.print) as running:
+            out.print(welcome(running))
+            if simulate_annotators:
+                truth = {item.id: item.label for item in read_items(dataset)}
+                members = annotators(running, data_dir, 3)
+                out.print("simulated annotators at work (one label a second each)…")
+                done = simulate(
+                    running, members, truth, stop_after=stop_after, pause=1.0, say=out.print
+                )
+                out.print(f"simulated annotators submitted {done} labels")
+                if stop_after is not None:
+                    return
+            signal_wait()
+    except KeyboardInterrupt:
+        out.print("stopped everything the demo started")
+    except (DemoError, PlanError, LabelStudioError, LocalStudioError) as exc:
+        raise fail(escape(str(exc))) from exc
+
+
+def signal_wait() -> None:
+    """Block until Ctrl-C."""
+    import threading
+
+    threading.Event().wait()
 
 
 def main() -> None:

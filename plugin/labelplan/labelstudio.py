@@ -1277,6 +1277,63 @@ class LabelStudioClient:
             ),
         )
 
+    # ---- review (labelplan.review): members, serving re-opened tasks first, reading a tab
+
+    def list_users(self) -> dict[str, int]:
+        """The organization's members: email (lower case) -> user id."""
+        raw = self._call("list users", lambda: self._request("GET", "/api/users/").json())
+        users = raw.get("results", []) if isinstance(raw, dict) else raw
+        return {str(u["email"]).lower(): int(u["id"]) for u in users if u.get("email")}
+
+    def overlap_first(self, project_id: int) -> bool:
+        """Whether the project serves tasks that need more annotators (``overlap > 1``) first."""
+        raw = self._call(
+            f"read project {project_id}",
+            lambda: self._request("GET", f"/api/projects/{project_id}/").json(),
+            not_found=ProjectNotFound(f"project {project_id} does not exist or is not visible"),
+        )
+        return bool(raw.get("show_overlap_first"))
+
+    def set_overlap_first(self, project_id: int, on: bool = True) -> None:
+        """Serve tasks re-opened for a second annotator before new ones (``show_overlap_first``).
+
+        Label Studio then picks, for each annotator, among unfinished tasks with ``overlap > 1``
+        that they have not annotated, before the rest of the stream. Idempotent, so retried.
+        """
+        self._call(
+            f"update project {project_id}",
+            lambda: self._request(
+                "PATCH", f"/api/projects/{project_id}/", json={"show_overlap_first": on}
+            ),
+        )
+
+    def view_task_ids(self, project_id: int, view_id: int, *, page_size: int = 1000) -> list[int]:
+        """The ids of the tasks a Data Manager tab shows, in the tab's order."""
+        found: list[int] = []
+        page = 1
+        while True:
+            params = {
+                "project": project_id,
+                "view": view_id,
+                "page": page,
+                "page_size": page_size,
+                "fields": "task_only",
+            }
+            try:
+                body = self._call(
+                    f"list the tasks of view {view_id}",
+                    lambda params=params: self._request("GET", "/api/tasks/", params=params).json(),  # type: ignore[misc]
+                )
+            except LabelStudioError as exc:
+                if isinstance(exc.__cause__, ApiError) and exc.__cause__.status_code == 404:
+                    return found  # past the last page
+                raise
+            items = body.get("tasks", []) if isinstance(body, dict) else body
+            found.extend(int(t["id"]) for t in items)
+            if len(items) < page_size:
+                return found
+            page += 1
+
 
 # --------------------------------------------------------------------------- the ML backend's media
 

@@ -30,6 +30,9 @@ from pydantic import (
 Share = Annotated[float, Field(ge=0.0, lt=1.0)]
 """A fraction of the queue, in entries: 0.1 means one entry in ten."""
 
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+"""A probability: 0.2 means one item in five, 1 means every item."""
+
 #: The most of the queue that fixed shares (discovery, control, hard negatives) may reserve;
 #: the rest is what quotas and the easy lane share.
 MAX_RESERVED_SHARE = 0.9
@@ -109,6 +112,10 @@ class ClassPlan(_Section):
     weight: Annotated[float, Field(gt=0.0)] | None = Field(
         default=None,
         description="How strongly this class's quota deficit claims annotator time.",
+    )
+    review_rate: Rate | None = Field(
+        default=None,
+        description="Share of this class's items sent to a blind second annotation (default: the tier's).",
     )
 
     @model_validator(mode="after")
@@ -247,6 +254,158 @@ class LeadTime(_Section):
     default_seconds: Annotated[float, Field(gt=0.0)] = 30.0
 
 
+# --------------------------------------------------------------------------- review
+
+
+TIER_ORDER: tuple[Tier, ...] = (Tier.must_not_miss, Tier.nice_to_have, Tier.experimental)
+"""Tiers from the most to the least critical."""
+
+
+class TierRates(_Section):
+    """Base review rate per tier: the share of a tier's items that get a blind second annotation."""
+
+    must_not_miss: Rate = 0.3
+    nice_to_have: Rate = 0.1
+    experimental: Rate = 0.05
+
+    def of(self, tier: Tier) -> float:
+        return float(getattr(self, tier.value))
+
+    @model_validator(mode="after")
+    def _critical_first(self) -> TierRates:
+        rates = [self.of(tier) for tier in TIER_ORDER]
+        if rates != sorted(rates, reverse=True):
+            raise ValueError(
+                f"review rates must not grow as tiers get less critical (must_not_miss >= "
+                f"nice_to_have >= experimental); got {rates[0]}, {rates[1]}, {rates[2]}"
+            )
+        return self
+
+
+class TierAql(_Section):
+    """Acceptable quality level per tier: the error rate a lot may have and still pass."""
+
+    must_not_miss: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.025
+    nice_to_have: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.04
+    experimental: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.065
+
+    def of(self, tier: Tier) -> float:
+        return float(getattr(self, tier.value))
+
+
+class Switching(_Section):
+    """ISO 2859-1-style switching between normal, tightened and reduced review (docs/review.md)."""
+
+    window: Annotated[int, Field(ge=2)] = Field(
+        default=5, description="Normal -> tightened looks at this many latest lots."
+    )
+    tighten_after: Annotated[int, Field(ge=1)] = Field(
+        default=2, description="Failed lots within the window that switch normal -> tightened."
+    )
+    normal_after: Annotated[int, Field(ge=1)] = Field(
+        default=5, description="Consecutive passing lots that switch tightened -> normal."
+    )
+    reduce_after: Annotated[int, Field(ge=1)] = Field(
+        default=10, description="Consecutive passing lots that switch normal -> reduced."
+    )
+    tightened_factor: Annotated[float, Field(ge=1.0)] = Field(
+        default=2.0, description="Review rate multiplier on tightened review (capped at 1)."
+    )
+    reduced_factor: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        default=0.4, description="Review rate multiplier on reduced review."
+    )
+
+    @model_validator(mode="after")
+    def _window_holds_failures(self) -> Switching:
+        if self.tighten_after > self.window:
+            raise ValueError(
+                f"tighten_after ({self.tighten_after}) is larger than window ({self.window}); "
+                "that many failures can never fit in the window"
+            )
+        return self
+
+
+class Escalation(_Section):
+    """When an item goes to the expert reviewers, and when it counts as settled."""
+
+    agreement_threshold: Annotated[float, Field(gt=0.5, le=1.0)] = Field(
+        default=0.75,
+        description="Share of annotators that must agree before an escalated item is settled.",
+    )
+    low_confidence: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        default=0.6,
+        description="A must-not-miss class predicted at least min_score but below this escalates.",
+    )
+    min_score: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        default=0.2, description="Below this a must-not-miss prediction is a plain negative."
+    )
+    max_annotations: Annotated[int, Field(ge=2)] = Field(
+        default=5, description="No more annotations are asked for beyond this; an expert decides."
+    )
+    max_wait_hours: Annotated[float, Field(gt=0.0)] = Field(
+        default=48.0, description="An escalation open longer than this raises an alarm."
+    )
+    experts: list[Annotated[str, Field(min_length=3)]] = Field(
+        default_factory=list,
+        description="Emails of the expert reviewers; an expert's annotation settles an item.",
+    )
+
+    @model_validator(mode="after")
+    def _band_is_ordered(self) -> Escalation:
+        if self.min_score >= self.low_confidence:
+            raise ValueError(
+                f"min_score ({self.min_score}) must be below low_confidence ({self.low_confidence})"
+            )
+        return self
+
+
+class Alarms(_Section):
+    """Thresholds of the alarms written into the project and exported as metrics."""
+
+    zero_weeks: Annotated[int, Field(ge=1)] = Field(
+        default=2, description="Weeks in a row with no new item of a rare class before an alarm."
+    )
+    min_expected: Annotated[float, Field(ge=0.0)] = Field(
+        default=1.0,
+        description="No zero-items alarm when the plan expected fewer items than this per week.",
+    )
+    disagreement: Rate = Field(
+        default=0.15, description="A class's weekly disagreement rate above this raises an alarm."
+    )
+    min_reviewed: Annotated[int, Field(ge=1)] = Field(
+        default=5, description="Reviewed items a week needs before its disagreement can alarm."
+    )
+
+
+class Review(_Section):
+    """Risk-based review: which items get a blind second annotation, and what happens after.
+
+    A plan without a ``review`` section does no review (``enabled`` is false); writing the
+    section turns it on. See ``docs/review.md``.
+    """
+
+    enabled: bool = True
+    rates: TierRates = Field(default_factory=TierRates)
+    aql: TierAql = Field(default_factory=TierAql)
+    small_lot: Annotated[int, Field(ge=0)] = Field(
+        default=5,
+        description="The first items of every lot are all reviewed: a lot this small gets 100 %.",
+    )
+    predicted_min_score: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        default=0.3,
+        description="A class predicted at least this likely counts toward an item's risk tier.",
+    )
+    switching: Switching = Field(default_factory=Switching)
+    escalation: Escalation = Field(default_factory=Escalation)
+    alarms: Alarms = Field(default_factory=Alarms)
+    write_back: bool = Field(
+        default=True, description="Write the metrics block into the project description."
+    )
+    annotator_quota_status: bool = Field(
+        default=False, description="Show annotators a short quota status in the instructions."
+    )
+
+
 class Plan(_Section):
     """A sampling plan: classes and their quotas, caps, shares and the week they apply to.
 
@@ -275,6 +434,10 @@ class Plan(_Section):
     )
     selection: Selection = Field(default_factory=Selection)
     lead_time: LeadTime = Field(default_factory=LeadTime)
+    review: Review = Field(
+        default_factory=lambda: Review(enabled=False),
+        description="Risk-based review; off unless the plan has this section (docs/review.md).",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Plan:
@@ -293,7 +456,20 @@ class Plan(_Section):
                 f"discovery_reserve + control_share + hard_negative_share of all classes is "
                 f"{reserved:.3f}; keep it at most {MAX_RESERVED_SHARE} so quotas get a share"
             )
+        for name, spec in self.classes.items():
+            lower = TIER_ORDER[TIER_ORDER.index(spec.tier) + 1 :]
+            floor = max((self.review.rates.of(tier) for tier in lower), default=0.0)
+            if spec.review_rate is not None and spec.review_rate < floor:
+                raise ValueError(
+                    f"class {name!r} ({spec.tier.value}) has review_rate {spec.review_rate}, below "
+                    f"the {floor} of a less critical tier; a critical class is never reviewed less"
+                )
         return self
+
+    def review_rate(self, name: str) -> float:
+        """The base review rate of a class: its own ``review_rate``, else its tier's."""
+        spec = self.classes[name]
+        return self.review.rates.of(spec.tier) if spec.review_rate is None else spec.review_rate
 
     @property
     def class_names(self) -> list[str]:

@@ -120,6 +120,50 @@ class LookalikeRow:
 
 
 @dataclass(frozen=True)
+class SampleRow:
+    """One review sampling decision: whether a labeled task gets a second annotation, and why."""
+
+    task_id: int
+    annotator: int
+    tier: str
+    week: str
+    position: int
+    probability: float
+    sampled: bool
+    reason: str
+    state: str
+    decided_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LotRow:
+    """One judged review lot: an annotator's items of one tier in one week."""
+
+    annotator: int
+    tier: str
+    week: str
+    size: int
+    reviewed: int
+    defects: int
+    acceptance: int
+    passed: bool
+    state: str
+    judged_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EscalationRow:
+    """A task sent to the expert reviewers; ``answer`` is the settled labels once settled."""
+
+    task_id: int
+    reason: str
+    opened_at: datetime
+    status: str
+    settled_at: datetime | None = None
+    answer: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     id: int
     at: datetime
@@ -172,6 +216,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             score DOUBLE PRECISION NOT NULL, anchor_task_id BIGINT NOT NULL, model_version TEXT NOT NULL,
             PRIMARY KEY (project_id, task_id, label))""",
         "CREATE INDEX lookalikes_by_label ON lookalikes (project_id, label, score)",
+    ),
+    (
+        # Review (labelplan.review): one sampling decision per labeled task, judged lots, escalations.
+        """CREATE TABLE review_samples (
+            project_id BIGINT NOT NULL, task_id BIGINT NOT NULL, annotator BIGINT NOT NULL,
+            tier TEXT NOT NULL, week TEXT NOT NULL, position INTEGER NOT NULL,
+            probability DOUBLE PRECISION NOT NULL, sampled INTEGER NOT NULL, reason TEXT NOT NULL,
+            state TEXT NOT NULL, decided_at TEXT NOT NULL, PRIMARY KEY (project_id, task_id))""",
+        "CREATE INDEX review_samples_by_lot ON review_samples (project_id, annotator, tier, week)",
+        """CREATE TABLE review_lots (
+            project_id BIGINT NOT NULL, annotator BIGINT NOT NULL, tier TEXT NOT NULL,
+            week TEXT NOT NULL, size INTEGER NOT NULL, reviewed INTEGER NOT NULL,
+            defects INTEGER NOT NULL, acceptance INTEGER NOT NULL, passed INTEGER NOT NULL,
+            state TEXT NOT NULL, judged_at TEXT NOT NULL,
+            PRIMARY KEY (project_id, annotator, tier, week))""",
+        """CREATE TABLE escalations (
+            project_id BIGINT NOT NULL, task_id BIGINT NOT NULL, reason TEXT NOT NULL,
+            opened_at TEXT NOT NULL, status TEXT NOT NULL, settled_at TEXT, answer TEXT,
+            PRIMARY KEY (project_id, task_id))""",
     ),
 )
 """Schema versions, oldest first. Append a tuple to migrate; never edit a shipped one."""
@@ -699,6 +762,124 @@ class Store:
                 for t, problem in problems.items()
             ),
         )
+
+    # ---- review (labelplan.review): sampling decisions, judged lots, escalations
+
+    def put_samples(self, project_id: int, rows: Iterable[SampleRow]) -> None:
+        """Record sampling decisions; a task decided before keeps its first decision."""
+        self.executemany(
+            """INSERT INTO review_samples (project_id, task_id, annotator, tier, week, position,
+                 probability, sampled, reason, state, decided_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (project_id, task_id) DO NOTHING""",
+            (
+                (
+                    project_id,
+                    r.task_id,
+                    r.annotator,
+                    r.tier,
+                    r.week,
+                    r.position,
+                    float(r.probability),
+                    int(r.sampled),
+                    r.reason,
+                    r.state,
+                    _iso(r.decided_at or datetime.now(UTC)),
+                )
+                for r in rows
+            ),
+        )
+
+    def samples(self, project_id: int) -> dict[int, SampleRow]:
+        """Every sampling decision of the project, by task id."""
+        rows = self.execute(
+            "SELECT task_id, annotator, tier, week, position, probability, sampled, reason, state, "
+            "decided_at FROM review_samples WHERE project_id = ? ORDER BY task_id",
+            (project_id,),
+        )
+        return {
+            int(t): SampleRow(
+                int(t), int(a), tier, week, int(pos), float(p), bool(s), r, st, _time(d)
+            )
+            for t, a, tier, week, pos, p, s, r, st, d in rows
+        }
+
+    def put_lots(self, project_id: int, rows: Iterable[LotRow]) -> None:
+        """Record judged lots; a lot is judged once (a second verdict is ignored)."""
+        self.executemany(
+            """INSERT INTO review_lots (project_id, annotator, tier, week, size, reviewed, defects,
+                 acceptance, passed, state, judged_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (project_id, annotator, tier, week) DO NOTHING""",
+            (
+                (
+                    project_id,
+                    r.annotator,
+                    r.tier,
+                    r.week,
+                    r.size,
+                    r.reviewed,
+                    r.defects,
+                    r.acceptance,
+                    int(r.passed),
+                    r.state,
+                    _iso(r.judged_at or datetime.now(UTC)),
+                )
+                for r in rows
+            ),
+        )
+
+    def lots(self, project_id: int) -> list[LotRow]:
+        """Judged lots, oldest week first (the order switching replays them in)."""
+        rows = self.execute(
+            "SELECT annotator, tier, week, size, reviewed, defects, acceptance, passed, state, "
+            "judged_at FROM review_lots WHERE project_id = ? ORDER BY week, annotator, tier",
+            (project_id,),
+        )
+        return [
+            LotRow(int(a), t, w, int(n), int(r), int(d), int(c), bool(p), s, _time(j))
+            for a, t, w, n, r, d, c, p, s, j in rows
+        ]
+
+    def put_escalations(self, project_id: int, rows: Iterable[EscalationRow]) -> None:
+        """Open escalations or update their status; ``opened_at`` and ``reason`` stay the first."""
+        self.executemany(
+            """INSERT INTO escalations (project_id, task_id, reason, opened_at, status, settled_at, answer)
+               VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (project_id, task_id) DO UPDATE SET status = excluded.status,
+                 settled_at = excluded.settled_at, answer = excluded.answer""",
+            (
+                (
+                    project_id,
+                    r.task_id,
+                    r.reason,
+                    _iso(r.opened_at),
+                    r.status,
+                    _iso(r.settled_at),
+                    json.dumps(list(r.answer)) if r.answer is not None else None,
+                )
+                for r in rows
+            ),
+        )
+
+    def escalations(self, project_id: int) -> dict[int, EscalationRow]:
+        """Every escalation of the project, open and settled, by task id."""
+        rows = self.execute(
+            "SELECT task_id, reason, opened_at, status, settled_at, answer FROM escalations "
+            "WHERE project_id = ? ORDER BY task_id",
+            (project_id,),
+        )
+        return {
+            int(t): EscalationRow(
+                int(t),
+                r,
+                datetime.fromisoformat(o),
+                s,
+                _time(st),
+                tuple(json.loads(a)) if a is not None else None,
+            )
+            for t, r, o, s, st, a in rows
+        }
 
 
 def open_store(url: str | None = None) -> Store:

@@ -18,17 +18,19 @@ This module is the only place that uses both adapters (Label Studio and the stor
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import requests
 
+from labelplan import review as rv
 from labelplan.labelstudio import (
     LabelStudioClient,
     LabelStudioError,
@@ -37,12 +39,23 @@ from labelplan.labelstudio import (
     Task,
     labels_of,
 )
-from labelplan.plan import Plan
+from labelplan.metrics import Metrics, Rating, TaskFacts, compute
+from labelplan.plan import TIER_ORDER, Plan, Tier
 from labelplan.ranks import reconcile
+from labelplan.report import merge_description, merge_instructions, prometheus_text
 from labelplan.schedule import Queue, plan_queue
 from labelplan.snapshot import SnapshotError, snapshot_from_records
-from labelplan.store import AnnotationRow, QueueRow, ScoreRow, Store, TaskRow
-from labelplan.webhooks import Changes
+from labelplan.store import (
+    AnnotationRow,
+    EscalationRow,
+    LotRow,
+    QueueRow,
+    SampleRow,
+    ScoreRow,
+    Store,
+    TaskRow,
+)
+from labelplan.webhooks import Changes, Exposition
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +102,9 @@ class PassReport:
     calls: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    review: dict[str, int] = field(default_factory=dict)
+    """What the review step did: decided, sampled, reopened, escalated, settled, lots judged."""
+    alarms: list[str] = field(default_factory=list)
 
     @property
     def writes(self) -> int:
@@ -209,6 +225,8 @@ class SyncService:
             queue = self._timed(report, "plan", lambda: self.plan_head(report))
             self._timed(report, "push", lambda: self.push(queue, report))
             self._timed(report, "enable", lambda: self.enable(project, report))
+            self._timed(report, "review", lambda: self.review(report))
+            self._timed(report, "metrics", lambda: self.metrics(project, report))
         except Exception:
             self._verified = False  # what reached Label Studio is unknown: read it back next time
             raise
@@ -558,6 +576,308 @@ class SyncService:
         self.client.update_project(self.project_id, sampling=UNCERTAINTY, model_version=version)
         self.store.set_cursor(self.project_id, "enabled", "yes")
 
+    # ---------------------------------------------------------------- 7. review
+
+    REVIEW_TAB = "Review queue"
+    ESCALATIONS_TAB = "Escalations"
+    exposition: Exposition | None = None
+    """Where the metrics step publishes the Prometheus text (the receiver's ``/metrics``)."""
+    last_metrics: Metrics | None = None
+
+    def review(self, report: PassReport) -> None:
+        """Judge finished lots, sample newly labeled tasks for a blind second annotation, settle
+        or escalate disagreements, and keep the reviewers' tabs current (``docs/review.md``)."""
+        if not self.plan.review.enabled:
+            return
+        now = self.clock()
+        facts = self.task_facts()
+        tasks = {t.task_id: t for t in self.store.tasks(self.project_id)}
+        samples = self.store.samples(self.project_id)
+        escalations = self.store.escalations(self.project_id)
+        settlements = {f.task_id: self._settle(f) for f in facts}
+        judged = self._judge_lots(facts, samples, settlements, now)
+        states = self.review_states()
+        decisions = rv.decide(
+            self._new_items(facts, samples), self.plan, states, self._lot_sizes(samples)
+        )
+        self.store.put_samples(
+            self.project_id,
+            [
+                SampleRow(
+                    d.task_id,
+                    d.annotator,
+                    d.tier.value,
+                    d.week,
+                    d.position,
+                    d.probability,
+                    d.sampled,
+                    d.reason,
+                    d.state.value,
+                    now,
+                )
+                for d in decisions
+            ],
+        )
+        opened = [
+            EscalationRow(d.task_id, d.reason, now, rv.Status.escalated.value)
+            for d in decisions
+            if d.escalate and d.task_id not in escalations
+        ]
+        settled = []
+        for fact in facts:
+            settlement = settlements[fact.task_id]
+            row = escalations.get(fact.task_id)
+            if row is None and settlement.status is rv.Status.escalated:
+                opened.append(
+                    EscalationRow(
+                        fact.task_id,
+                        f"annotators disagree on a rare class (agreement {settlement.agreement:.0%})",
+                        now,
+                        settlement.status.value,
+                    )
+                )
+            elif row is not None and settlement.settled and row.status != settlement.status.value:
+                answer = tuple(sorted(settlement.answer or ()))
+                settled.append(
+                    replace(row, status=settlement.status.value, settled_at=now, answer=answer)
+                )
+        self.store.put_escalations(self.project_id, [*opened, *settled])
+        escalations = self.store.escalations(self.project_id)
+        samples = self.store.samples(self.project_id)
+        reopened = self._reopen(tasks, samples, escalations, settlements, report)
+        self._tabs(tasks, samples, escalations, settlements)
+        if self.store.cursor(self.project_id, "overlap_first") != "yes":
+            self.client.set_overlap_first(self.project_id, True)
+            self.store.set_cursor(self.project_id, "overlap_first", "yes")
+        report.review = {
+            "decided": len(decisions),
+            "sampled": sum(d.sampled for d in decisions),
+            "reopened": reopened,
+            "escalated": len(opened),
+            "settled": len(settled),
+            "lots_judged": judged,
+        }
+
+    def task_facts(self) -> list[TaskFacts]:
+        """The store's tasks as the review and the metrics see them (see :func:`review_facts`)."""
+        experts = self._expert_ids()
+        self.store.set_cursor(self.project_id, "experts", json.dumps(sorted(experts)))
+        return review_facts(self.store, self.project_id, self.plan, experts, self.clock())
+
+    def review_states(self) -> dict[tuple[int, Tier], rv.SwitchState]:
+        """Each (annotator, tier)'s switching state (see :func:`switch_states`)."""
+        return switch_states(self.store, self.project_id, self.plan)
+
+    def _expert_ids(self) -> set[int]:
+        wanted = {e.lower() for e in self.plan.review.escalation.experts}
+        if not wanted or not self.plan.review.enabled:
+            return set()
+        users = self.client.list_users()
+        return {users[e] for e in wanted if e in users}
+
+    def _settle(self, fact: TaskFacts) -> rv.Settlement:
+        done = [r for r in fact.ratings if not r.skipped and r.annotator is not None]
+        opinions = [
+            rv.Opinion(r.annotator, r.classes, r.at, r.expert)
+            for r in done
+            if r.annotator is not None
+        ]
+        involved = set().union(*(r.classes for r in done), self._likely(fact))
+        rare = any(not self.plan.classes[c].easy for c in involved if c in self.plan.classes)
+        return rv.settle(opinions, self.plan, rare=rare, escalated=fact.escalated_at is not None)
+
+    def _likely(self, fact: TaskFacts) -> set[str]:
+        floor = self.plan.review.predicted_min_score
+        return {c for c, p in fact.probs.items() if p >= floor}
+
+    @staticmethod
+    def _first(fact: TaskFacts) -> Rating | None:
+        done = [r for r in fact.ratings if not r.skipped and r.annotator is not None]
+        return min(done, key=lambda r: r.at) if done else None
+
+    def _new_items(self, facts: list[TaskFacts], samples: dict[int, SampleRow]) -> list[rv.Item]:
+        items = []
+        for fact in facts:
+            first = self._first(fact)
+            if fact.task_id in samples or first is None or first.annotator is None:
+                continue
+            annotators = {
+                r.annotator for r in fact.ratings if not r.skipped and r.annotator is not None
+            }
+            items.append(
+                rv.Item(
+                    fact.task_id,
+                    first.annotator,
+                    first.at,
+                    first.classes,
+                    fact.probs,
+                    len(annotators),
+                )
+            )
+        return items
+
+    @staticmethod
+    def _lot_sizes(samples: dict[int, SampleRow]) -> dict[tuple[int, Tier, str], int]:
+        return dict(Counter((s.annotator, Tier(s.tier), s.week) for s in samples.values()))
+
+    def _judge_lots(
+        self,
+        facts: list[TaskFacts],
+        samples: dict[int, SampleRow],
+        settlements: dict[int, rv.Settlement],
+        now: datetime,
+    ) -> int:
+        """Judge the lots of finished weeks that have reviewed items and no verdict yet."""
+        current = rv.week_key(now, self.plan)
+        done = {(lot.annotator, lot.tier, lot.week) for lot in self.store.lots(self.project_id)}
+        by_id = {f.task_id: f for f in facts}
+        lots: dict[tuple[int, str, str], list[SampleRow]] = defaultdict(list)
+        for sample in samples.values():
+            key = (sample.annotator, sample.tier, sample.week)
+            if sample.week < current and key not in done:
+                lots[key].append(sample)
+        states = self.review_states()
+        verdicts = []
+        for (annotator, tier_name, week), members in sorted(lots.items(), key=lambda kv: kv[0][2]):
+            tier = Tier(tier_name)
+            defects = []
+            for sample in members:
+                fact = by_id.get(sample.task_id)
+                first = self._first(fact) if fact else None
+                if fact is None or first is None or first.annotator is None:
+                    continue
+                opinion = rv.Opinion(first.annotator, first.classes, first.at, first.expert)
+                found = rv.defect(opinion, settlements[fact.task_id])
+                if found is not None:
+                    defects.append(found)
+            state = states.get((annotator, tier), rv.initial_switch(tier).state)
+            aql = self.plan.review.aql.of(tier)
+            verdict = rv.judge_lot(annotator, tier, week, len(members), defects, aql, state)
+            if verdict is not None:
+                verdicts.append(
+                    LotRow(
+                        annotator,
+                        tier.value,
+                        week,
+                        verdict.size,
+                        verdict.reviewed,
+                        verdict.defects,
+                        verdict.acceptance,
+                        verdict.passed,
+                        state.value,
+                        now,
+                    )
+                )
+        self.store.put_lots(self.project_id, verdicts)
+        return len(verdicts)
+
+    def _reopen(
+        self,
+        tasks: dict[int, TaskRow],
+        samples: dict[int, SampleRow],
+        escalations: dict[int, EscalationRow],
+        settlements: dict[int, rv.Settlement],
+        report: PassReport,
+    ) -> int:
+        """Raise ``overlap`` where a sampled or escalated task needs another annotator."""
+        wanted: dict[int, int] = {}
+        for task_id, sample in samples.items():
+            if sample.sampled and settlements.get(task_id) and settlements[task_id].annotators < 2:
+                wanted[task_id] = 2
+        for task_id, row in escalations.items():
+            settlement = settlements.get(task_id)
+            if row.status == rv.Status.escalated.value and settlement and not settlement.settled:
+                wanted[task_id] = max(wanted.get(task_id, 0), settlement.want)
+        reopened = 0
+        for task_id, overlap in sorted(wanted.items()):
+            task = tasks.get(task_id)
+            if task is None or task.overlap >= overlap:
+                continue
+            try:
+                self.client.set_task_overlap(task_id, overlap)
+            except LabelStudioError as exc:
+                report.problems.append(
+                    f"task {task_id}: could not ask for a second annotator: {exc}"
+                )
+                continue
+            self.store.upsert_tasks(
+                self.project_id, [replace(task, overlap=overlap, is_labeled=False)]
+            )
+            reopened += 1
+        return reopened
+
+    def _tabs(
+        self,
+        tasks: dict[int, TaskRow],
+        samples: dict[int, SampleRow],
+        escalations: dict[int, EscalationRow],
+        settlements: dict[int, rv.Settlement],
+    ) -> None:
+        """Keep the "Review queue" and "Escalations" tabs showing what waits, riskiest first."""
+        rank = {tier.value: i for i, tier in enumerate(TIER_ORDER)}
+        open_escalations = sorted(
+            (
+                t
+                for t, row in escalations.items()
+                if row.status == rv.Status.escalated.value and t in tasks
+            ),
+            key=lambda t: (escalations[t].opened_at, t),
+        )
+        awaiting = sorted(
+            (
+                t
+                for t, s in samples.items()
+                if s.sampled and t in tasks and settlements.get(t) and settlements[t].annotators < 2
+            ),
+            key=lambda t: (rank[samples[t].tier], -samples[t].probability, t),
+        )
+        queue = list(dict.fromkeys([*open_escalations, *awaiting]))
+        wanted = {self.REVIEW_TAB: queue, self.ESCALATIONS_TAB: open_escalations}
+        if self.store.cursor(self.project_id, "review_tabs") == json.dumps(wanted):
+            return
+        for title, ids in wanted.items():
+            filters = {
+                "conjunction": "and",
+                "items": [
+                    {
+                        "filter": "filter:tasks:id",
+                        "operator": "in_list",
+                        "type": "Number",
+                        "value": ids or [0],  # no task has id 0: an empty tab, not every task
+                    }
+                ],
+            }
+            self.client.upsert_view(
+                self.project_id, title, filters=filters, ordering=["-tasks:total_annotations"]
+            )
+        self.store.set_cursor(self.project_id, "review_tabs", json.dumps(wanted))
+
+    # ---------------------------------------------------------------- 8. metrics
+
+    def metrics(self, project: Project, report: PassReport) -> Metrics:
+        """Compute the weekly metrics and alarms, publish them for Prometheus, and write the
+        block into the project description (and the annotators' quota status) when asked."""
+        metrics = compute(self.task_facts(), self.plan, self.clock(), states=self.review_states())
+        self.last_metrics = metrics
+        self.store.set_cursor(self.project_id, "plan", self.plan.model_dump_json())
+        report.alarms = [alarm.message for alarm in metrics.alarms]
+        if self.exposition is not None:
+            self.exposition.publish(prometheus_text(metrics, self.project_id))
+        review = self.plan.review
+        if not review.enabled:
+            return metrics
+        if review.write_back:
+            description = merge_description(project.description, metrics)
+            if description != project.description:
+                self.client.update_project(self.project_id, description=description)
+        if review.annotator_quota_status:
+            instructions = merge_instructions(project.expert_instruction, metrics)
+            if instructions != project.expert_instruction or not project.show_instruction:
+                self.client.update_project(
+                    self.project_id, expert_instruction=instructions, show_instruction=True
+                )
+        return metrics
+
     # ---------------------------------------------------------------- the loop
 
     def run(
@@ -665,3 +985,64 @@ def _source_value(value: Any) -> str | int | float | None:
     if value is None or (isinstance(value, str | int | float) and not isinstance(value, bool)):
         return value  # type: ignore[no-any-return]
     return str(value)
+
+
+# ---------------------------------------------------------------- review and metrics inputs
+
+
+def review_facts(
+    store: Store, project_id: int, plan: Plan, experts: set[int], now: datetime
+) -> list[TaskFacts]:
+    """The store's tasks with plan classes instead of labels, their sampling and escalation:
+    what :mod:`labelplan.review` and :mod:`labelplan.metrics` work on. ``experts`` are the
+    user ids whose annotations settle an item."""
+    label_map = plan.label_map()
+    scores = {s.task_id: s for s in store.scores(project_id)}
+    samples = store.samples(project_id)
+    escalations = store.escalations(project_id)
+    by_task: dict[int, list[AnnotationRow]] = defaultdict(list)
+    for annotation in store.annotations(project_id):
+        by_task[annotation.task_id].append(annotation)
+    facts = []
+    for task in store.tasks(project_id):
+        ratings = tuple(
+            Rating(
+                a.completed_by,
+                frozenset(label_map[x] for x in a.labels if x in label_map),
+                a.created_at or task.updated_at or now,
+                a.lead_time,
+                a.was_cancelled,
+                a.completed_by in experts,
+            )
+            for a in sorted(by_task.get(task.task_id, []), key=lambda a: a.annotation_id)
+        )
+        score = scores.get(task.task_id)
+        probs: dict[str, float] = {}
+        for label, p in (score.probs if score else {}).items():
+            name = label_map.get(label)
+            if name is not None:
+                probs[name] = min(1.0, probs.get(name, 0.0) + float(p))
+        sample = samples.get(task.task_id)
+        escalation = escalations.get(task.task_id)
+        facts.append(
+            TaskFacts(
+                task.task_id,
+                ratings,
+                probs,
+                sampled=bool(sample and sample.sampled),
+                probability=sample.probability if sample else None,
+                escalated_at=escalation.opened_at if escalation else None,
+            )
+        )
+    return facts
+
+
+def switch_states(
+    store: Store, project_id: int, plan: Plan
+) -> dict[tuple[int, Tier], rv.SwitchState]:
+    """Each (annotator, tier)'s review switching state, replayed from the judged lots."""
+    verdicts: dict[tuple[int, Tier], list[bool]] = defaultdict(list)
+    for lot in store.lots(project_id):
+        verdicts[(lot.annotator, Tier(lot.tier))].append(lot.passed)
+    rules = plan.review.switching
+    return {key: rv.replay(key[1], passed, rules).state for key, passed in verdicts.items()}

@@ -4,6 +4,9 @@ Label Studio 1.23 sends webhooks with a 1 s timeout, no retries and no signature
 receiver does the least possible inside the request — check the secret header (compared in
 constant time), note which tasks changed, wake the sync loop — and answers at once. A dropped
 event costs nothing but latency: the sync's periodic reconcile by ``updated_at`` catches it.
+
+The same server answers ``GET /health`` and ``GET /metrics`` (the sync's Prometheus metrics,
+no secret needed: bind it to an address only your monitoring reaches).
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The Prometheus text exposition format, written by hand (no client library needed)."""
 
 MAX_BODY = 10 * 1024 * 1024
 """Bigger payloads are refused (413): a TASKS_CREATED event for a huge import is not needed
@@ -51,6 +57,22 @@ class Changes:
             self.changed, self.deleted = set(), set()
             self.wake.clear()
         return changed, deleted
+
+
+@dataclass
+class Exposition:
+    """The latest Prometheus text the sync published, read by ``GET /metrics`` (thread-safe)."""
+
+    _text: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def publish(self, text: str) -> None:
+        with self._lock:
+            self._text = text
+
+    def text(self) -> str:
+        with self._lock:
+            return self._text
 
 
 def task_ids(payload: dict[str, Any]) -> set[int]:
@@ -95,7 +117,15 @@ class WebhookReceiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def do_GET(self) -> None:  # a health check for load balancers
+            def do_GET(self) -> None:  # a health check, and the metrics for Prometheus
+                if self.path.split("?")[0] == "/metrics":
+                    body = receiver.exposition.text().encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", PROMETHEUS_CONTENT_TYPE)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 self.send_response(200 if self.path == "/health" else 404)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -106,6 +136,8 @@ class WebhookReceiver:
                 log.debug("webhook %s", args[0] if args else "")
 
         self.changes = changes
+        self.exposition = Exposition()
+        """Published by the sync each pass (``SyncService.exposition``), served at ``/metrics``."""
         self._secret = secret.encode()
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True

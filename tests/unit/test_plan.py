@@ -118,3 +118,48 @@ def test_the_schema_describes_classes_tiers_and_forbids_unknown_keys() -> None:
     assert "classes" in schema["required"]
     assert schema["additionalProperties"] is False
     assert set(schema["$defs"]["Tier"]["enum"]) == {t.value for t in Tier}
+
+
+# ---------------------------------------------------------------- review
+
+
+def test_a_plan_without_a_review_section_does_no_review() -> None:
+    plan = parse_plan("classes: {bicycle: {tier: must_not_miss}}")
+    assert plan.review.enabled is False
+
+
+def test_writing_a_review_section_turns_review_on_with_tier_defaults() -> None:
+    plan = parse_plan(
+        "classes: {bicycle: {tier: must_not_miss}, bus: {tier: nice_to_have}}\nreview: {}"
+    )
+    assert plan.review.enabled is True
+    assert (plan.review_rate("bicycle"), plan.review_rate("bus")) == (0.3, 0.1)
+    assert plan.review.switching.window == 5 and plan.review.switching.tighten_after == 2
+
+
+def test_a_class_review_rate_overrides_its_tier() -> None:
+    plan = parse_plan("classes: {bicycle: {tier: must_not_miss, review_rate: 0.8}}\nreview: {}")
+    assert plan.review_rate("bicycle") == 0.8
+
+
+def test_a_critical_class_may_not_be_reviewed_less_than_a_lower_tier() -> None:
+    found = problems(
+        "classes: {bicycle: {tier: must_not_miss, review_rate: 0.02}}\n"
+        "review: {rates: {nice_to_have: 0.1, experimental: 0.05}}"
+    )
+    assert "below the 0.1 of a less critical tier" in found[""]
+
+
+def test_tier_review_rates_must_not_grow_as_tiers_get_less_critical() -> None:
+    found = problems(
+        "classes: {bicycle: {tier: must_not_miss}}\n"
+        "review: {rates: {must_not_miss: 0.1, nice_to_have: 0.3}}"
+    )
+    assert "review.rates" in found and "must_not_miss >= nice_to_have" in found["review.rates"]
+
+
+def test_review_typos_name_the_allowed_keys() -> None:
+    found = problems(
+        "classes: {bicycle: {tier: must_not_miss}}\nreview: {escalation: {expert: [a@b.c]}}"
+    )
+    assert "experts" in found["review.escalation.expert"]
