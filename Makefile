@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.labelplan-installed
 
-.PHONY: test test-unit lint install
+.PHONY: test test-unit lint install demo
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not labelstudio"
 
+## The demo: Label Studio + ML backend + sync on the example dataset (Ctrl-C stops it all).
+## make demo ARGS=--simulate-annotators  also drives three simulated annotators.
+demo: $(STAMP) examples/emoji/data/items.jsonl
+	$(BIN)/labelplan demo $(ARGS)
+
+examples/emoji/data/items.jsonl: $(STAMP) examples/emoji/build.py
+	$(BIN)/python examples/emoji/build.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check plugin backend tests
-	$(BIN)/ruff format --check plugin backend tests
+	$(BIN)/ruff check plugin backend tests examples benchmarks
+	$(BIN)/ruff format --check plugin backend tests examples benchmarks

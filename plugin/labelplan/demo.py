@@ -84,7 +84,11 @@ def read_items(dataset: Path) -> list[Item]:
 
 def label_config(plan: Plan, items: list[Item]) -> str:
     """A Choices config over the plan's labels, for an image or a text dataset."""
-    labels = list(dict.fromkeys(label for spec in plan.classes.values() for label in spec.labels))
+    labels = list(
+        dict.fromkeys(
+            label for name, spec in plan.classes.items() for label in spec.labels or [name]
+        )
+    )
     choices = "".join(f'<Choice value="{label}"/>' for label in labels)
     if "image" in items[0].data:
         shown = '<Image name="image" value="$image" zoom="true"/>'

@@ -534,7 +534,9 @@ class _FairClock:
         quanta = {lane.name: self.costs[lane.name] / lane.claim(board) for lane in self.lanes}
         self.tags = {name: served.get(name, 0) * quantum for name, quantum in quanta.items()}
         if any(served.get(name, 0) for name in self.tags):
-            self.now = max(self.tags[name] - quanta[name] for name in self.tags if served.get(name, 0))
+            self.now = max(
+                self.tags[name] - quanta[name] for name in self.tags if served.get(name, 0)
+            )
 
     def _open(self, board: Board, dry: set[str]) -> list[DeficitLane]:
         return [lane for lane in self.lanes if lane.name not in dry and lane.is_open(board)]

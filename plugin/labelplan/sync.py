@@ -41,7 +41,7 @@ from labelplan.labelstudio import (
 )
 from labelplan.metrics import Metrics, Rating, TaskFacts, compute
 from labelplan.plan import TIER_ORDER, Plan, Tier
-from labelplan.ranks import reconcile
+from labelplan.ranks import longest_increasing, reconcile
 from labelplan.report import merge_description, merge_instructions, prometheus_text
 from labelplan.schedule import Queue, plan_queue
 from labelplan.snapshot import SnapshotError, snapshot_from_records
@@ -77,8 +77,10 @@ class SyncSettings:
     """How many queued tasks Label Studio holds predictions for."""
     refill_below: float = 0.5
     """Top the head up (in one bulk write) when fewer than this share of it is still unlabeled."""
-    front: int = 20
-    """The first entries of the plan are always written exactly, whatever the refill state."""
+    front: int = 10
+    """The first entries of the plan are always written exactly, whatever the refill state. It
+    must cover the labels made between two passes (webhooks make that one or two); a longer
+    front costs more writes, since the plan's order a few positions ahead still shifts."""
     bulk_from: int = 50
     """From this many new predictions on, one import call instead of one call each."""
     reconcile_seconds: float = 2.0
@@ -483,13 +485,32 @@ class SyncService:
         kept = sorted(
             (t for t in active if t in wanted and t not in in_front), key=active.__getitem__
         )
-        order = front + kept
+        order = front + self._replace_movers(front, kept, planned, active)
         head = self.settings.head_size
         still_queued = len(kept) + sum(t in active for t in front)
         if still_queued < head * self.settings.refill_below:
             placed = set(order)
             order += [t for t in planned[:head] if t not in placed]
         return order
+
+    @staticmethod
+    def _replace_movers(
+        front: list[int], kept: list[int], planned: Sequence[int], active: dict[int, float]
+    ) -> list[int]:
+        """Queued tasks that must move anyway (their score sits before the front's) go to their
+        planned place among the others, not just behind the front: a task nudged only one step
+        would be in the way again next pass and cost a write every pass."""
+        written = [t for t in front + kept if t in active]
+        stay = {written[i] for i in longest_increasing([active[t] for t in written])}
+        moving = [t for t in kept if t not in stay]
+        if not moving:
+            return kept
+        rank = {t: i for i, t in enumerate(planned)}
+        placed = [t for t in kept if t in stay]
+        for task in sorted(moving, key=rank.__getitem__):
+            at = next((i for i, t in enumerate(placed) if rank[t] > rank[task]), len(placed))
+            placed.insert(at, task)
+        return placed
 
     def _preannotations(self, tasks: dict[int, float]) -> dict[int, list[dict[str, Any]]]:
         if not self.plan.preannotations or not tasks:

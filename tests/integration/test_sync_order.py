@@ -43,7 +43,7 @@ def drive(
         admin,
         store,
         plan,
-        SyncSettings(project_id, head_size=100, front=20),
+        SyncSettings(project_id, head_size=100, front=10),
         scorer=SimulatedBackend(store, project_id, scenario, task_ids),
     )
     first = service.run_pass()
@@ -69,7 +69,9 @@ def drive(
                 lanes.append(lane_of.get(task.id, "not planned"))
             for member, task_id in reversed(opened):
                 label = LABEL[truth[task_id]]
-                member.client.submit_annotation(task_id, choices_result(control, [label]), lead_time=3.0)
+                member.client.submit_annotation(
+                    task_id, choices_result(control, [label]), lead_time=3.0
+                )
         matches += sum(a == b for a, b in zip(batch, planned[:BATCH], strict=False))
         served += batch
         writes += service.run_pass().writes
