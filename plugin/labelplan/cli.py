@@ -565,7 +565,7 @@ def demo(
         with running_demo(dataset, plan_path, data_dir, port=port, say=out.print) as running:
             out.print(welcome(running))
             if simulate_annotators:
-                truth = {item.id: item.label for item in read_items(dataset)}
+                truth = {str(item.id): item.label for item in read_items(dataset)}
                 members = annotators(running, data_dir, 3)
                 out.print("simulated annotators at work (one label a second each)…")
                 done = simulate(

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -28,8 +27,9 @@ from typing import Any
 
 import requests
 
+from labelplan.dataset import DatasetError, Item, read_dataset
 from labelplan.labelstudio import LabelStudioClient, LabelStudioError, choices_result
-from labelplan.localstudio import LocalStudio, free_port
+from labelplan.localstudio import LocalStudio, free_port, stop_group
 from labelplan.plan import Plan, load_plan
 
 BACKEND_DIR = Path(__file__).resolve().parents[2] / "backend"
@@ -42,44 +42,12 @@ class DemoError(RuntimeError):
     """The demo cannot start; the message says what to do."""
 
 
-@dataclass(frozen=True)
-class Item:
-    """One line of a dataset's ``items.jsonl`` (see docs/simulate.md)."""
-
-    id: str
-    data: dict[str, Any]
-    label: str
-    source: dict[str, Any] = field(default_factory=dict)
-
-
 def read_items(dataset: Path) -> list[Item]:
-    path = dataset / "items.jsonl"
-    if not path.exists():
-        raise DemoError(
-            f"{path} not found: build the example dataset first (python examples/emoji/build.py)"
-        )
-    items = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-                items.append(
-                    Item(
-                        str(raw["id"]),
-                        dict(raw["data"]),
-                        str(raw["label"]),
-                        dict(raw.get("source") or {}),
-                    )
-                )
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DemoError(
-                    f"{path}:{number}: not an item ({exc}); each line needs id, data and label"
-                ) from exc
-    if not items:
-        raise DemoError(f"{path} has no items")
-    return items
+    """The dataset's items (``items.jsonl``, see docs/simulate.md), as :class:`DemoError` if bad."""
+    try:
+        return list(read_dataset(dataset).items)
+    except DatasetError as exc:
+        raise DemoError(str(exc)) from exc
 
 
 def label_config(plan: Plan, items: list[Item]) -> str:
@@ -131,16 +99,7 @@ class Child:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+        stop_group(self.process, 15)
 
 
 def spawn(

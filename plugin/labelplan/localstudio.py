@@ -46,6 +46,23 @@ def label_studio_executable() -> str:
     return found
 
 
+def stop_group(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """Stop a child started with ``start_new_session=True`` and everything it spawned:
+    SIGTERM to its process group, then SIGKILL after ``grace`` seconds."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=grace)
+
+
 @dataclass
 class LocalStudio:
     """A Label Studio server on 127.0.0.1 with one admin user whose legacy token is ``token``.
@@ -154,18 +171,8 @@ class LocalStudio:
     def stop(self, grace: float = 10.0) -> None:
         """Stop the whole process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=grace)
+        if process is not None:
+            stop_group(process, grace)
 
     def __enter__(self) -> LocalStudio:
         return self.start()

@@ -303,62 +303,21 @@ class SyncService:
         latest = datetime.fromisoformat(cursor) if cursor else None
         task_rows: list[TaskRow] = []
         annotation_rows: dict[int, list[AnnotationRow]] = {}
+
+        def keep(task: Task) -> None:
+            task_rows.append(task_row(task))
+            annotation_rows[task.id] = annotation_rows_of(task)
+
         for task in tasks:
-            task_rows.append(
-                TaskRow(
-                    task.id,
-                    task.data,
-                    task.created_at,
-                    task.updated_at,
-                    task.is_labeled,
-                    task.overlap,
-                )
-            )
-            annotation_rows[task.id] = [
-                AnnotationRow(
-                    a.id,
-                    task.id,
-                    a.completed_by,
-                    labels_of(a.result),
-                    a.lead_time,
-                    a.was_cancelled,
-                    a.created_at,
-                    a.updated_at,
-                )
-                for a in task.annotations
-            ]
+            keep(task)
             if task.updated_at and (latest is None or task.updated_at > latest):
                 latest = task.updated_at
             changed_ids.discard(task.id)
         for task_id in sorted(changed_ids):  # named by a webhook but not (yet) seen by the filter
             try:
-                task = self.client.read_task(task_id)
+                keep(self.client.read_task(task_id))
             except LabelStudioError as exc:
                 report.problems.append(f"task {task_id} from a webhook could not be read: {exc}")
-                continue
-            task_rows.append(
-                TaskRow(
-                    task.id,
-                    task.data,
-                    task.created_at,
-                    task.updated_at,
-                    task.is_labeled,
-                    task.overlap,
-                )
-            )
-            annotation_rows[task.id] = [
-                AnnotationRow(
-                    a.id,
-                    task.id,
-                    a.completed_by,
-                    labels_of(a.result),
-                    a.lead_time,
-                    a.was_cancelled,
-                    a.created_at,
-                    a.updated_at,
-                )
-                for a in task.annotations
-            ]
         with self.store.transaction():
             self.store.upsert_tasks(self.project_id, task_rows)
             for task_id, rows in annotation_rows.items():
@@ -959,6 +918,30 @@ def disable(
     }
     store.audit(project_id, "disable", outcome)
     return outcome
+
+
+def task_row(task: Task) -> TaskRow:
+    """What the store keeps of a Label Studio task."""
+    return TaskRow(
+        task.id, task.data, task.created_at, task.updated_at, task.is_labeled, task.overlap
+    )
+
+
+def annotation_rows_of(task: Task) -> list[AnnotationRow]:
+    """What the store keeps of a task's annotations: who, which labels, how long, skipped or not."""
+    return [
+        AnnotationRow(
+            a.id,
+            task.id,
+            a.completed_by,
+            labels_of(a.result),
+            a.lead_time,
+            a.was_cancelled,
+            a.created_at,
+            a.updated_at,
+        )
+        for a in task.annotations
+    ]
 
 
 def task_record(

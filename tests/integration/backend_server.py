@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from labelplan.localstudio import free_port
+from labelplan.localstudio import free_port, stop_group
 
 BACKEND_DIR = Path(__file__).resolve().parents[2] / "backend"
 BASIC_AUTH = ("labelstudio", "backend-pass-for-tests-7f3a")
@@ -40,15 +39,7 @@ class BackendServer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_group(self.process, 15)
 
 
 @contextlib.contextmanager

@@ -47,13 +47,13 @@ def build_dataset(root: Path) -> dict[str, str]:
         image.save(buffer, format="PNG")
         (root / "images" / f"{i}.png").write_bytes(buffer.getvalue())
         item = {
-            "id": f"item-{i}",
+            "id": i + 1,
             "data": {"image": f"images/{i}.png"},
             "label": label,
             "source": {"camera": f"cam-{i % 3}"},
         }
         lines.append(json.dumps(item))
-        truth[item["id"]] = label
+        truth[str(item["id"])] = label
     (root / "items.jsonl").write_text("\n".join(lines) + "\n")
     return truth
 
