@@ -333,6 +333,7 @@ def running_demo(
     say: Callable[[str], None] = print,
 ) -> Iterator[Demo]:
     """Start everything (see the module docstring); stop everything on exit."""
+    dataset, plan_path, root = dataset.resolve(), plan_path.resolve(), root.resolve()  # children run elsewhere
     plan = load_plan(plan_path)
     items = read_items(dataset)
     missing = sorted(
