@@ -191,6 +191,19 @@ def ensure_project(
     return project_id
 
 
+def write_cold_start(models: Path, items: list[Item], media_url: str, per_class: int = 2) -> None:
+    """Give the backend a few example images per class (``MODEL_DIR/cold_start.json``), as an
+    admin would: without them an image model knows nothing of the classes before the first labels."""
+    examples: dict[str, list[str]] = {}
+    for item in items:
+        chosen = examples.setdefault(item.label, [])
+        if len(chosen) < per_class and "image" in item.data:
+            chosen.append(f"{media_url}/{item.data['image']}")
+    models.mkdir(parents=True, exist_ok=True)
+    hints = {label: {"examples": urls} for label, urls in examples.items() if urls}
+    (models / "cold_start.json").write_text(json.dumps({"classes": hints}, indent=2))
+
+
 def start_backend(demo: Demo, root: Path, store: Path, port: int) -> str:
     env = {
         **os.environ,
@@ -333,7 +346,11 @@ def running_demo(
     say: Callable[[str], None] = print,
 ) -> Iterator[Demo]:
     """Start everything (see the module docstring); stop everything on exit."""
-    dataset, plan_path, root = dataset.resolve(), plan_path.resolve(), root.resolve()  # children run elsewhere
+    dataset, plan_path, root = (
+        dataset.resolve(),
+        plan_path.resolve(),
+        root.resolve(),
+    )  # children run elsewhere
     plan = load_plan(plan_path)
     items = read_items(dataset)
     missing = sorted(
@@ -355,8 +372,9 @@ def running_demo(
     try:
         demo.project_id = ensure_project(demo.client, root, plan, items, media.url)
         say("starting the ML backend…")
+        write_cold_start(root / "models", items, media.url)
         backend_url = start_backend(demo, root, store, backend_port or free_port())
-        say("starting the sync…")
+        say("starting the sync (its first pass scores every task: a few minutes for 3,764 images)…")
         start_sync(demo, root, store, plan_path, backend_url, interval)
         first_pass_done(store, demo.project_id, 600, demo.children[-1])
         yield demo

@@ -11,6 +11,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from labelplan.demo import annotators, running_demo, simulate
@@ -58,12 +59,15 @@ def build_dataset(root: Path) -> dict[str, str]:
     return truth
 
 
-def test_demo_runs_everything_and_reruns_on_the_same_data_dir(tmp_path: Path) -> None:
-    dataset = tmp_path / "dataset"
+def test_demo_runs_everything_and_reruns_on_the_same_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # relative paths, as `make demo` passes them
+    dataset = Path("dataset")
     truth = build_dataset(dataset)
-    plan_path = tmp_path / "plan.yaml"
+    plan_path = Path("plan.yaml")
     plan_path.write_text(PLAN)
-    root = tmp_path / "demo"
+    root = Path("demo")
     ports = {"port": free_port(), "media_port": free_port(), "backend_port": free_port()}
     messages: list[str] = []
     with running_demo(dataset, plan_path, root, interval=3, say=messages.append, **ports) as demo:
@@ -82,6 +86,12 @@ def test_demo_runs_everything_and_reruns_on_the_same_data_dir(tmp_path: Path) ->
         cats = sum(t.annotations[0].result[0]["value"]["choices"] == ["Cat"] for t in labeled)
         assert cats >= 3
         project_id = demo.project_id
+    hints = json.loads((root / "models" / "cold_start.json").read_text())["classes"]
+    assert {label: len(h["examples"]) for label, h in hints.items()} == {
+        "Cat": 2,
+        "Dog": 2,
+        "Bird": 2,
+    }
     store = open_store(str(root / "labelplan.sqlite3"))
     assert any(entry.kind == "pass" for entry in store.audit_log(project_id))
     assert store.scores(project_id), "the backend scored the tasks into the shared store"
