@@ -62,6 +62,9 @@ WEBHOOK_EVENTS = (
 )
 """The events labelplan listens to by default (Label Studio sends none for task edits)."""
 
+EXPORT_ABOVE = 0.3
+"""``load_tasks`` uses an export snapshot when more than this share of tasks has annotations."""
+
 DEFAULT_PREDICTION_CHUNK = 5000
 """Predictions per import call. Each call recounts every task of the project, so big batches."""
 
@@ -604,34 +607,83 @@ class LabelStudioClient:
         With ``updated_since``, only tasks whose ``updated_at`` is later (Label Studio bumps it
         when an annotation is created or changed). Pages are fetched by number, each retried.
         """
-        query: str | None = None
+        items = []
         if updated_since is not None:
-            query = json.dumps(
+            items.append(
                 {
-                    "filters": {
-                        "conjunction": "and",
-                        "items": [
-                            {
-                                "filter": "filter:tasks:updated_at",
-                                "operator": "greater",
-                                "type": "Datetime",
-                                "value": _filter_time(updated_since),
-                            }
-                        ],
-                    },
-                    "ordering": ["tasks:id"],
+                    "filter": "filter:tasks:updated_at",
+                    "operator": "greater",
+                    "type": "Datetime",
+                    "value": _filter_time(updated_since),
                 }
             )
+        for raw in self._pages(
+            project_id, {"conjunction": "and", "items": items}, {"fields": "all"}, page_size
+        ):
+            yield task_from_json(raw)
+
+    def load_tasks(self, project_id: int, *, page_size: int = 5000) -> Iterator[Task]:
+        """Every task of the project, the cheapest way Label Studio offers: the first full load.
+
+        Tasks nobody has touched come from a slim listing (id, data, flags: 2.7 s for 10k tasks,
+        where an export snapshot takes 6.7 s and a full listing 16 s); only tasks with
+        annotations or skips are read in full. When most tasks have annotations, an export
+        snapshot is cheaper, and is used instead.
+        """
+        slim_fields = "id,data,created_at,updated_at,is_labeled,overlap,total_annotations,cancelled_annotations"
+        slim = list(
+            self._pages(
+                project_id,
+                {"conjunction": "and", "items": []},
+                {"fields": "task_only", "include": slim_fields},
+                page_size,
+            )
+        )
+        touched = sum(
+            1
+            for t in slim
+            if (t.get("total_annotations") or 0) + (t.get("cancelled_annotations") or 0)
+        )
+        if touched > EXPORT_ABOVE * max(len(slim), 1):
+            yield from self.export_tasks(project_id)
+            return
+        full: dict[int, Task] = {}
+        if touched:
+            annotated = {
+                "conjunction": "or",
+                "items": [
+                    {
+                        "filter": f"filter:tasks:{column}",
+                        "operator": "greater",
+                        "type": "Number",
+                        "value": 0,
+                    }
+                    for column in ("total_annotations", "cancelled_annotations")
+                ],
+            }
+            full = {
+                t.id: t
+                for t in map(
+                    task_from_json, self._pages(project_id, annotated, {"fields": "all"}, 500)
+                )
+            }
+        for raw in slim:
+            yield full.get(int(raw["id"])) or task_from_json(raw)
+
+    def _pages(
+        self, project_id: int, filters: dict[str, Any], fields: dict[str, str], page_size: int
+    ) -> Iterator[dict[str, Any]]:
+        """Raw tasks of the Data Manager listing, page by page (each page retried), in id order."""
+        query = json.dumps({"filters": filters, "ordering": ["tasks:id"]})
         page = 1
         while True:
             params: dict[str, Any] = {
                 "project": project_id,
                 "page": page,
                 "page_size": page_size,
-                "fields": "all",
+                "query": query,
             }
-            if query:
-                params["query"] = query
+            params.update(fields)
             try:
                 body = self._call(
                     f"list tasks of project {project_id}",
@@ -646,8 +698,7 @@ class LabelStudioClient:
                     return  # past the last page
                 raise
             items = body.get("tasks", []) if isinstance(body, dict) else body
-            for raw in items:
-                yield task_from_json(raw)
+            yield from items
             total = body.get("total") if isinstance(body, dict) else None
             if len(items) < page_size or (total is not None and page * page_size >= int(total)):
                 return

@@ -294,7 +294,7 @@ class SyncService:
         changed_ids, deleted_ids = self.changes.take()
         cursor = self.store.cursor(self.project_id, "updated_at")
         if cursor is None:
-            tasks: Iterable[Task] = self.client.export_tasks(self.project_id)
+            tasks: Iterable[Task] = self.client.load_tasks(self.project_id)
         else:
             since = datetime.fromisoformat(cursor) - timedelta(
                 seconds=self.settings.reconcile_seconds

@@ -495,3 +495,45 @@ def test_a_single_create_whose_answer_is_lost_is_not_duplicated(
     prediction_id = admin.create_prediction(NewPrediction(ids[0], 0.5, "queue-h"))
     assert [prediction_id] == lost
     assert len(admin.task_predictions(ids[0])) == 1
+
+
+def test_load_tasks_gives_what_paging_gives_at_a_fraction_of_the_cost(
+    labeled_project: dict[str, Any], admin: LabelStudioClient
+) -> None:
+    """Untouched tasks come from the slim listing, annotated and skipped ones in full."""
+    project_id = labeled_project["project"]
+
+    def digest(task: Any) -> tuple[Any, ...]:
+        return (
+            task.id,
+            json.dumps(task.data, sort_keys=True),
+            task.is_labeled,
+            task.overlap,
+            tuple(
+                (a.id, a.completed_by, a.lead_time, a.was_cancelled, json.dumps(a.result))
+                for a in task.annotations
+            ),
+        )
+
+    loaded = sorted(digest(t) for t in admin.load_tasks(project_id, page_size=3))
+    paged = sorted(digest(t) for t in admin.iter_tasks(project_id))
+    assert loaded == paged
+    assert len(loaded) == len(TEXTS)
+
+
+def test_load_tasks_switches_to_an_export_when_most_tasks_are_annotated(
+    labeled_project: dict[str, Any], admin: LabelStudioClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import labelplan.labelstudio as adapter
+
+    monkeypatch.setattr(adapter, "EXPORT_ABOVE", 0.0)
+    exports: list[int] = []
+    real_export = admin.export_tasks
+    monkeypatch.setattr(admin, "export_tasks", lambda pid: exports.append(pid) or real_export(pid))
+    loaded = sorted(
+        (t.id, len(t.annotations)) for t in admin.load_tasks(labeled_project["project"])
+    )
+    assert exports == [labeled_project["project"]]
+    assert loaded == sorted(
+        (t.id, len(t.annotations)) for t in admin.iter_tasks(labeled_project["project"])
+    )
