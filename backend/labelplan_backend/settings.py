@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labelplan.settings import SettingsError, positive_number
+
 
 class BackendSettingsError(RuntimeError):
     """A backend setting is missing or malformed; the message names the variable to fix."""
@@ -108,16 +110,10 @@ class BackendSettings:
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
     try:
-        value = float(raw)
-    except ValueError as exc:
-        raise BackendSettingsError(f"{name} must be a number, got {raw!r}") from exc
-    if value <= 0:
-        raise BackendSettingsError(f"{name} must be positive, got {raw!r}")
-    return value
+        return positive_number(env, name, default)
+    except SettingsError as exc:
+        raise BackendSettingsError(str(exc)) from exc
 
 
 def _megabytes(env: Mapping[str, str], name: str, default: float) -> int:

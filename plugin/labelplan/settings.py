@@ -7,6 +7,7 @@ hides the key in its ``repr``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -55,14 +56,19 @@ class LabelStudioSettings:
         )
 
 
-def _seconds(env: os._Environ[str] | dict[str, str], name: str, default: float) -> float:
+def positive_number(env: Mapping[str, str], name: str, default: float, unit: str = "") -> float:
+    """A positive number from the environment variable ``name`` (unset or blank: ``default``)."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
         value = float(raw)
     except ValueError as exc:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from exc
+        raise SettingsError(f"{name} must be a number{unit}, got {raw!r}") from exc
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {raw!r}")
     return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    return positive_number(env, name, default, " of seconds")

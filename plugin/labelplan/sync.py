@@ -970,19 +970,13 @@ def task_record(
         "status": "labeled" if task.is_labeled or annotations else "unlabeled",
     }
     if record["status"] == "labeled":
-        first = min(
-            annotations,
-            key=lambda a: a.created_at or datetime.max.replace(tzinfo=UTC),
-            default=None,
-        )
+        times = [a.created_at for a in annotations if a.created_at is not None]
         labels = [label for a in annotations for label in a.labels]
         leads = [a.lead_time for a in annotations if a.lead_time is not None]
         record["labels"] = list(dict.fromkeys(labels))
-        record["labeled_at"] = (
-            (first.created_at or task.updated_at or datetime.now(UTC)).isoformat()
-            if first
-            else (task.updated_at or datetime.now(UTC)).isoformat()
-        )
+        # when it was first labeled; a task Label Studio marks labeled without annotations we
+        # know of falls back to its last update
+        record["labeled_at"] = min(times, default=task.updated_at or datetime.now(UTC)).isoformat()
         record["lead_time"] = statistics.median(leads) if leads else None
         if lane is not None:
             record["lane"] = lane
