@@ -19,6 +19,8 @@ from pathlib import Path
 
 from labelplan.metrics import Alarm, ClassWeek, Metrics
 
+_AS_OF = re.compile(r" \(as of [^)]*\)")
+"""The block's timestamp, ignored when deciding whether the block changed."""
 DESCRIPTION_BEGIN = "--- labelplan metrics (updated by the sync; edit outside these lines) ---"
 DESCRIPTION_END = "--- end of labelplan metrics ---"
 INSTRUCTIONS_CLASS = "labelplan-quota-status"
@@ -66,7 +68,9 @@ def merge_description(description: str, metrics: Metrics) -> str:
     """The description with the metrics block replaced (or appended); the admin's text is kept.
 
     Only the text from the begin marker to the end marker is ours. If the end marker was
-    deleted, the block runs to the end of the description (where labelplan puts it).
+    deleted, the block runs to the end of the description (where labelplan puts it). When only
+    the block's "as of" time would change, the description is returned as it is, so the sync
+    does not rewrite the project for a clock tick.
     """
     block = description_block(metrics)
     start = description.find(DESCRIPTION_BEGIN)
@@ -74,7 +78,8 @@ def merge_description(description: str, metrics: Metrics) -> str:
         return f"{description.rstrip()}\n\n{block}" if description.strip() else block
     end = description.find(DESCRIPTION_END, start)
     stop = len(description) if end < 0 else end + len(DESCRIPTION_END)
-    return description[:start] + block + description[stop:]
+    merged = description[:start] + block + description[stop:]
+    return description if _AS_OF.sub("", merged) == _AS_OF.sub("", description) else merged
 
 
 def quota_status_html(metrics: Metrics) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -61,7 +60,6 @@ from labelplan.webhooks import Changes, Exposition
 log = logging.getLogger(__name__)
 
 UNCERTAINTY = "Uncertainty sampling"
-_AS_OF = re.compile(r" \(as of [^)]*\)")
 QUEUE_VERSION = "labelplan-queue"
 
 
@@ -850,9 +848,7 @@ class SyncService:
             return metrics
         if review.write_back:
             description = merge_description(project.description, metrics)
-            if _AS_OF.sub("", description) != _AS_OF.sub(
-                "", project.description
-            ):  # time alone: no write
+            if description != project.description:
                 self.client.update_project(self.project_id, description=description)
         if review.annotator_quota_status:
             instructions = merge_instructions(project.expert_instruction, metrics)

@@ -111,3 +111,18 @@ def test_the_receiver_serves_the_published_metrics_without_the_webhook_secret() 
         assert requests.get(f"http://127.0.0.1:{receiver.port}/health", timeout=5).ok
     finally:
         receiver.stop()
+
+
+def test_a_block_that_differs_only_in_its_time_is_not_rewritten() -> None:
+    """The sync writes the description only when the numbers change, not on every clock tick."""
+    from labelplan.report import DESCRIPTION_BEGIN, DESCRIPTION_END, merge_description
+
+    stale = f"Admin text\n\n{DESCRIPTION_BEGIN}\nWeek of W (as of 2000-01-01T00:00:00+00:00)\nold numbers\n{DESCRIPTION_END}"
+    current = metrics()
+    fresh = merge_description(stale, current)
+    assert fresh != stale  # the numbers changed: rewritten
+    older = fresh.replace(current.generated_at, "1999-12-31T23:59:59+00:00")
+    again = merge_description(older, current)
+    assert (
+        again.endswith(DESCRIPTION_END) and "1999-12-31T23:59:59" in again
+    )  # only the time differs: kept
