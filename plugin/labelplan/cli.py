@@ -507,12 +507,14 @@ def report(
                 f"the store has no tasks of project {project}: run `labelplan sync --project "
                 f"{project}` first (LABELPLAN_DB must point at the sync's store)"
             )
+        how = json.loads(store.cursor(project, "review_mode") or "{}")
         metrics = compute(
             facts,
             sampling_plan,
             moment,
             states=switch_states(store, project, sampling_plan),
             weeks=weeks,
+            review_by=str(how.get("reason", "")),
         )
     except PlanError as exc:
         raise fail(escape(f"{exc.source}: " + "; ".join(str(p) for p in exc.problems))) from exc

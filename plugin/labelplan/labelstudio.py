@@ -197,6 +197,48 @@ class Task:
     predictions: tuple[Prediction, ...] = ()
 
 
+@dataclass(frozen=True)
+class ReviewApi:
+    """Whether a server offers Label Studio Enterprise's review API for a project, and why."""
+
+    available: bool
+    edition: str
+    """What ``/api/version`` calls the server ("Community", "Enterprise"...)."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class AnnotationReview:
+    """A reviewer's accept or reject of one annotation (Enterprise ``/api/annotation-reviews/``).
+
+    ``labels`` are the labels of the reviewer's corrected result when the review carries one.
+    """
+
+    id: int
+    annotation_id: int
+    reviewer: int | None
+    accepted: bool
+    labels: tuple[str, ...] | None
+    created_at: datetime | None
+
+
+def review_from_json(raw: dict[str, Any]) -> AnnotationReview | None:
+    """One review as the SDK's ``AnnotationReview`` type describes it; ``None`` while it has no
+    verdict yet (``accepted`` missing)."""
+    accepted = raw.get("accepted")
+    if accepted is None:
+        return None
+    result = raw.get("result")
+    return AnnotationReview(
+        id=int(raw["id"]),
+        annotation_id=int(raw["annotation"]),
+        reviewer=_user_id(raw.get("created_by")),
+        accepted=bool(accepted),
+        labels=labels_of(result) if isinstance(result, list) and result else None,
+        created_at=_when(raw.get("created_at")),
+    )
+
+
 def score_problem(score: object) -> str | None:
     """Why Label Studio would drop a prediction with this score (it keeps only [0, 1]), or None."""
     if not isinstance(score, int | float) or isinstance(score, bool):
@@ -1356,6 +1398,81 @@ class LabelStudioClient:
             lambda: self._request(
                 "PATCH", f"/api/projects/{project_id}/", json={"show_overlap_first": on}
             ),
+        )
+
+    # ---- Label Studio Enterprise's review API (absent from the Community edition)
+
+    def review_api(self, project_id: int) -> ReviewApi:
+        """Whether this server reviews through ``/api/annotation-reviews/`` for this project.
+
+        The Community edition answers 404 there; Enterprise answers 403 when the organization has
+        no reviewing features, and the project's reviews otherwise.
+        """
+        version = self._call(
+            "read the server version", lambda: self._request("GET", "/api/version").json()
+        )
+        edition = str(version.get("edition") or "Community") if isinstance(version, dict) else "?"
+        release = str(version.get("release", "")) if isinstance(version, dict) else ""
+        try:
+            self._call(
+                "read the review API",
+                lambda: self._request(
+                    "GET",
+                    "/api/annotation-reviews/",
+                    params={"annotation__task__project": project_id},
+                ),
+            )
+        except LabelStudioError as exc:
+            cause = exc.__cause__
+            status = cause.status_code if isinstance(cause, ApiError) else None
+            if status in (403, 404, 405):
+                why = {
+                    403: "the review API refuses this key: reviewing is not enabled for the "
+                    "organization (HTTP 403)",
+                    404: "this server has no review API (GET /api/annotation-reviews/ answers 404)",
+                    405: "this server has no review API (GET /api/annotation-reviews/ answers 405)",
+                }[status]
+                return ReviewApi(False, edition, f"Label Studio {edition} {release}: {why}".strip())
+            raise
+        return ReviewApi(
+            True,
+            edition,
+            f"Label Studio {edition} {release}: reviews are read from /api/annotation-reviews/",
+        )
+
+    def list_reviews(self, project_id: int) -> list[AnnotationReview]:
+        """Every review with a verdict on the project's annotations (Enterprise only)."""
+        found: list[AnnotationReview] = []
+        params: dict[str, Any] | None = {"annotation__task__project": project_id}
+        path = "/api/annotation-reviews/"
+        while path:
+            body = self._call(
+                f"list the reviews of project {project_id}",
+                lambda path=path, params=params: self._request("GET", path, params=params).json(),  # type: ignore[misc]
+            )
+            items = body.get("results", []) if isinstance(body, dict) else body
+            for raw in items:
+                review = review_from_json(raw)
+                if review is not None:
+                    found.append(review)
+            following = body.get("next") if isinstance(body, dict) else None
+            path = following.removeprefix(self.url) if following else ""
+            params = None  # the next page's address carries them
+        return found
+
+    def assign_for_review(
+        self, project_id: int, task_ids: Sequence[int], user_ids: Sequence[int]
+    ) -> None:
+        """Assign tasks to reviewers (an Enterprise assignment of type ``RE``), the body the
+        SDK's ``projects.assignments.bulk_assign`` sends. Sent once, never repeated blindly."""
+        body = {
+            "selectedItems": {"all": False, "included": [int(t) for t in task_ids]},
+            "type": "RE",
+            "users": [int(u) for u in user_ids],
+        }
+        self._call_once(
+            f"assign {len(task_ids)} tasks of project {project_id} for review",
+            lambda: self._request("POST", f"/api/projects/{project_id}/tasks/assignees", json=body),
         )
 
     def view_task_ids(self, project_id: int, view_id: int, *, page_size: int = 1000) -> list[int]:

@@ -57,6 +57,9 @@ class Rating:
     lead_time: float | None = None
     skipped: bool = False
     expert: bool = False
+    review: bool = False
+    """A reviewer's verdict read from the review API (Enterprise), not an annotation: it counts
+    as an opinion, not as labeling work (no time-to-label, no skip)."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,8 @@ class Metrics:
     alarms: list[Alarm]
     awaiting_review: int
     escalations_open: int
+    review_by: str = ""
+    """How sampled items are reviewed on this server, as the sync decided it (empty: unknown)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -289,6 +294,7 @@ def compute(
     *,
     states: Mapping[tuple[int, Tier], SwitchState] | None = None,
     weeks: int = 8,
+    review_by: str = "",
 ) -> Metrics:
     """Per-class weekly metrics, week totals, review states and alarms (see the module docstring)."""
     digested = [_digest(t, plan) for t in tasks]
@@ -304,6 +310,8 @@ def compute(
     ratings_by_week: dict[str, list[tuple[_Task, Rating]]] = {w: [] for w in covered}
     for d in digested:
         for rating in d.facts.ratings:
+            if rating.review:
+                continue
             key = week_key(rating.at, plan)
             if key in ratings_by_week:
                 ratings_by_week[key].append((d, rating))
@@ -346,6 +354,7 @@ def compute(
         alarms,
         awaiting,
         escalations,
+        review_by,
     )
 
 

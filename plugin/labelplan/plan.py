@@ -395,6 +395,25 @@ class Review(_Section):
         default=0.3,
         description="A class predicted at least this likely counts toward an item's risk tier.",
     )
+    mode: Literal["auto", "second_annotation", "review_api"] = Field(
+        default="auto",
+        description=(
+            "How sampled items are reviewed: second_annotation (a blind second annotation, any "
+            "Label Studio), review_api (Label Studio Enterprise's review API), or auto (the review "
+            "API where the server has one, else a second annotation)."
+        ),
+    )
+    reviewers: list[Annotated[str, Field(min_length=3)]] = Field(
+        default_factory=list,
+        description=(
+            "Emails of the reviewers sampled items are assigned to for review when the review API "
+            "is used (the experts when empty)."
+        ),
+    )
+    lot_grace_hours: Annotated[float, Field(ge=0.0)] = Field(
+        default=24.0,
+        description="A lot is judged this long after its week ends, so late reviews still count.",
+    )
     switching: Switching = Field(default_factory=Switching)
     escalation: Escalation = Field(default_factory=Escalation)
     alarms: Alarms = Field(default_factory=Alarms)

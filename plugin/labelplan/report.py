@@ -52,6 +52,8 @@ def description_block(metrics: Metrics) -> str:
         for t in metrics.tiers
         if t.normal + t.tightened + t.reduced
     )
+    if metrics.review_by:
+        lines.append(f"Review by {metrics.review_by}")
     lines.append(f"Review: {tiers or 'no lots judged yet'}")
     lines.append(
         f"Awaiting review: {metrics.awaiting_review}; open escalations: {metrics.escalations_open}"
@@ -364,6 +366,7 @@ def render_html(metrics: Metrics, title: str, *, disagreement_limit: float | Non
         f"<h2>Week of {metrics.week}</h2>",
         _current_table(current),
         "<h2>Review state per tier (annotators)</h2>",
+        f"<p>Review by {html.escape(metrics.review_by)}.</p>" if metrics.review_by else "",
         f"<table><tr><th>tier</th><th>normal</th><th>tightened</th><th>reduced</th></tr>{tiers}</table>",
         "<h2>All classes</h2>",
         '<div class="class">',

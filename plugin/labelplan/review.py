@@ -15,7 +15,8 @@ carries their decisions to Label Studio (``overlap`` for a second annotator, Dat
   clause 9) per (tier x annotator), a lot being one week of that annotator's items in that tier:
   normal → tightened when 2 of the last 5 lots failed; tightened → normal after 5 passing lots in
   a row; normal → reduced after 10 passing lots in a row; reduced → normal on any failed lot.
-  Must-not-miss starts tightened. The numbers are the plan's ``review.switching``.
+  Must-not-miss starts tightened. The numbers are the plan's ``review.switching``. A lot is
+  judged ``review.lot_grace_hours`` after its week ends (:func:`lot_due`).
 * **Lot acceptance.** A lot's reviewed items are judged against the acceptance number ``Ac``:
   the smallest ``c`` with ``P(Binomial(n, AQL) <= c) >= 0.95`` — a lot of exactly AQL quality
   passes 95 % of the time, as in the single sampling plans of ISO 2859-1. Tightened review
@@ -37,7 +38,8 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from labelplan.ledger import week_of
 from labelplan.plan import TIER_ORDER, Plan, Switching, Tier
@@ -169,6 +171,18 @@ def judge_lot(
     return LotVerdict(
         annotator, tier, week, size, len(defects), found, acceptance, found <= acceptance, state
     )
+
+
+def lot_due(week: str, now: datetime, plan: Plan) -> bool:
+    """Whether the lots of plan week ``week`` (its start date, as :func:`week_key` writes it) may
+    be judged at ``now``: the week is over and ``review.lot_grace_hours`` have passed since, so a
+    review made just after the week ends still counts."""
+    first = date.fromisoformat(week)
+    zone = ZoneInfo(plan.week.timezone)
+    start = datetime(first.year, first.month, first.day, 12, tzinfo=zone)  # midday: no DST edge
+    end = week_of(start, plan).end
+    moment = now if now.tzinfo else now.replace(tzinfo=UTC)
+    return moment >= end + timedelta(hours=plan.review.lot_grace_hours)
 
 
 # --------------------------------------------------------------------------- sampling

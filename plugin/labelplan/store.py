@@ -164,6 +164,22 @@ class EscalationRow:
 
 
 @dataclass(frozen=True)
+class ReviewRow:
+    """A reviewer's verdict on an annotation, from Label Studio Enterprise's review API.
+
+    ``labels`` are the reviewer's corrected labels when they changed the result, else ``None``.
+    """
+
+    review_id: int
+    annotation_id: int
+    task_id: int
+    reviewer: int | None
+    accepted: bool
+    labels: tuple[str, ...] | None
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     id: int
     at: datetime
@@ -235,6 +251,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             project_id BIGINT NOT NULL, task_id BIGINT NOT NULL, reason TEXT NOT NULL,
             opened_at TEXT NOT NULL, status TEXT NOT NULL, settled_at TEXT, answer TEXT,
             PRIMARY KEY (project_id, task_id))""",
+    ),
+    (
+        # Review through Label Studio Enterprise's review API: verdicts read back, and the sampled
+        # tasks assigned to reviewers (so each is assigned once).
+        """CREATE TABLE reviews (
+            project_id BIGINT NOT NULL, review_id BIGINT NOT NULL, annotation_id BIGINT NOT NULL,
+            task_id BIGINT NOT NULL, reviewer BIGINT, accepted INTEGER NOT NULL, labels TEXT,
+            created_at TEXT, PRIMARY KEY (project_id, review_id))""",
+        """CREATE TABLE review_assignments (
+            project_id BIGINT NOT NULL, task_id BIGINT NOT NULL, reviewers TEXT NOT NULL,
+            assigned_at TEXT NOT NULL, PRIMARY KEY (project_id, task_id))""",
     ),
 )
 """Schema versions, oldest first. Append a tuple to migrate; never edit a shipped one."""
@@ -880,6 +907,70 @@ class Store:
             )
             for t, r, o, s, st, a in rows
         }
+
+    def replace_reviews(self, project_id: int, rows: Iterable[ReviewRow]) -> None:
+        """Make the store hold exactly ``rows`` as the project's reviews (a review deleted in
+        Label Studio disappears; one edited there is updated)."""
+        with self.transaction():
+            self.execute("DELETE FROM reviews WHERE project_id = ?", (project_id,))
+            self.executemany(
+                """INSERT INTO reviews (project_id, review_id, annotation_id, task_id, reviewer,
+                     accepted, labels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    (
+                        project_id,
+                        r.review_id,
+                        r.annotation_id,
+                        r.task_id,
+                        r.reviewer,
+                        int(r.accepted),
+                        json.dumps(list(r.labels)) if r.labels is not None else None,
+                        _iso(r.created_at),
+                    )
+                    for r in rows
+                ),
+            )
+
+    def reviews(self, project_id: int) -> list[ReviewRow]:
+        """The project's reviews, oldest first."""
+        rows = self.execute(
+            "SELECT review_id, annotation_id, task_id, reviewer, accepted, labels, created_at "
+            "FROM reviews WHERE project_id = ? ORDER BY review_id",
+            (project_id,),
+        )
+        return [
+            ReviewRow(
+                int(r),
+                int(a),
+                int(t),
+                int(u) if u is not None else None,
+                bool(ok),
+                tuple(json.loads(labs)) if labs is not None else None,
+                _time(at),
+            )
+            for r, a, t, u, ok, labs, at in rows
+        ]
+
+    def put_assignments(
+        self, project_id: int, task_ids: Iterable[int], reviewers: Sequence[int], at: datetime
+    ) -> None:
+        """Record that these tasks were assigned to ``reviewers`` for review (first time kept)."""
+        self.executemany(
+            """INSERT INTO review_assignments (project_id, task_id, reviewers, assigned_at)
+               VALUES (?, ?, ?, ?) ON CONFLICT (project_id, task_id) DO NOTHING""",
+            (
+                (project_id, int(t), json.dumps(sorted(int(u) for u in reviewers)), _iso(at))
+                for t in task_ids
+            ),
+        )
+
+    def assignments(self, project_id: int) -> dict[int, tuple[int, ...]]:
+        """Tasks assigned for review, with the reviewers they were assigned to."""
+        rows = self.execute(
+            "SELECT task_id, reviewers FROM review_assignments WHERE project_id = ? ORDER BY task_id",
+            (project_id,),
+        )
+        return {int(t): tuple(json.loads(u)) for t, u in rows}
 
 
 def open_store(url: str | None = None) -> Store:

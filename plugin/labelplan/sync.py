@@ -50,6 +50,7 @@ from labelplan.store import (
     EscalationRow,
     LotRow,
     QueueRow,
+    ReviewRow,
     SampleRow,
     ScoreRow,
     Store,
@@ -65,6 +66,14 @@ QUEUE_VERSION = "labelplan-queue"
 
 class SyncError(RuntimeError):
     """The sync cannot run for this project as configured; nothing was written."""
+
+
+@dataclass(frozen=True)
+class ReviewHow:
+    """How sampled items are reviewed: ``second_annotation`` or ``review_api``, and why."""
+
+    mode: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -104,8 +113,9 @@ class PassReport:
     calls: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
-    review: dict[str, int] = field(default_factory=dict)
-    """What the review step did: decided, sampled, reopened, escalated, settled, lots judged."""
+    review: dict[str, Any] = field(default_factory=dict)
+    """What the review step did: how (``mode``), decided, sampled, reopened, assigned, escalated,
+    settled, lots judged."""
     alarms: list[str] = field(default_factory=list)
 
     @property
@@ -190,6 +200,8 @@ class SyncService:
         self.project_id = settings.project_id
         self._verified = False
         self.last_queue: Queue | None = None
+        self.review_how: ReviewHow | None = None
+        """How this service reviews (decided by the first check; see :meth:`review_mode`)."""
 
     # ---------------------------------------------------------------- checks
 
@@ -210,7 +222,37 @@ class SyncService:
                 f"the plan's labels are not in project {self.project_id}'s label config: {shown}. "
                 f"The project's labels are: {', '.join(project.taxonomy.labels)}."
             )
+        if self.plan.review.enabled and self.review_how is None:
+            self.review_how = self.review_mode()
         return project
+
+    def review_mode(self) -> ReviewHow:
+        """Decide how sampled items are reviewed, say so (log and store), or refuse.
+
+        ``review.mode: auto`` uses Label Studio Enterprise's review API where the server has one
+        and a blind second annotation elsewhere; ``review_api`` on a server without it is a
+        :class:`SyncError` before anything is written.
+        """
+        wanted = self.plan.review.mode
+        if wanted == "second_annotation":
+            how = ReviewHow(
+                "second_annotation",
+                "blind second annotation (the plan's review.mode is second_annotation)",
+            )
+        else:
+            api = self.client.review_api(self.project_id)
+            if api.available:
+                how = ReviewHow("review_api", f"Label Studio's review API ({api.reason})")
+            elif wanted == "review_api":
+                raise SyncError(
+                    f"the plan's review.mode is review_api, but {api.reason}. Use review.mode: "
+                    "auto or second_annotation on this server."
+                )
+            else:
+                how = ReviewHow("second_annotation", f"blind second annotation ({api.reason})")
+        log.info("project %s: review by %s", self.project_id, how.reason)
+        self.store.set_cursor(self.project_id, "review_mode", json.dumps(asdict(how)))
+        return how
 
     # ---------------------------------------------------------------- one pass
 
@@ -569,6 +611,10 @@ class SyncService:
         or escalate disagreements, and keep the reviewers' tabs current (``docs/review.md``)."""
         if not self.plan.review.enabled:
             return
+        how = self.review_how or self.review_mode()
+        self.review_how = how
+        if how.mode == "review_api":
+            self._pull_reviews(report)
         now = self.clock()
         facts = self.task_facts()
         tasks = {t.task_id: t for t in self.store.tasks(self.project_id)}
@@ -624,15 +670,28 @@ class SyncService:
         self.store.put_escalations(self.project_id, [*opened, *settled])
         escalations = self.store.escalations(self.project_id)
         samples = self.store.samples(self.project_id)
-        reopened = self._reopen(tasks, samples, escalations, settlements, report)
+        second = how.mode == "second_annotation"
+        reviewers_only = {f.task_id: _reviewers_only(f) for f in facts}
+        reopened = self._reopen(
+            tasks,
+            samples,
+            escalations,
+            settlements,
+            report,
+            second=second,
+            reviewers_only=reviewers_only,
+        )
+        assigned = 0 if second else self._assign(tasks, samples, settlements, now, report)
         self._tabs(tasks, samples, escalations, settlements)
         if self.store.cursor(self.project_id, "overlap_first") != "yes":
             self.client.set_overlap_first(self.project_id, True)
             self.store.set_cursor(self.project_id, "overlap_first", "yes")
         report.review = {
+            "mode": how.mode,
             "decided": len(decisions),
             "sampled": sum(d.sampled for d in decisions),
             "reopened": reopened,
+            "assigned": assigned,
             "escalated": len(opened),
             "settled": len(settled),
             "lots_judged": judged,
@@ -707,14 +766,16 @@ class SyncService:
         settlements: dict[int, rv.Settlement],
         now: datetime,
     ) -> int:
-        """Judge the lots of finished weeks that have reviewed items and no verdict yet."""
-        current = rv.week_key(now, self.plan)
+        """Judge the lots whose week ended ``review.lot_grace_hours`` ago, that have reviewed
+        items and no verdict yet."""
         done = {(lot.annotator, lot.tier, lot.week) for lot in self.store.lots(self.project_id)}
         by_id = {f.task_id: f for f in facts}
+        weeks = {s.week for s in samples.values()}
+        due = {w for w in weeks if rv.lot_due(w, now, self.plan)}
         lots: dict[tuple[int, str, str], list[SampleRow]] = defaultdict(list)
         for sample in samples.values():
             key = (sample.annotator, sample.tier, sample.week)
-            if sample.week < current and key not in done:
+            if key not in done and sample.week in due:
                 lots[key].append(sample)
         states = self.review_states()
         verdicts = []
@@ -758,16 +819,29 @@ class SyncService:
         escalations: dict[int, EscalationRow],
         settlements: dict[int, rv.Settlement],
         report: PassReport,
+        *,
+        second: bool = True,
+        reviewers_only: dict[int, int] | None = None,
     ) -> int:
-        """Raise ``overlap`` where a sampled or escalated task needs another annotator."""
+        """Raise ``overlap`` where an escalated task, or (``second``) a sampled one, needs
+        another annotator. ``reviewers_only``: per task, how many opinions came from reviewers
+        who did not annotate it (review API)."""
+        reviewers_only = reviewers_only or {}
         wanted: dict[int, int] = {}
         for task_id, sample in samples.items():
-            if sample.sampled and settlements.get(task_id) and settlements[task_id].annotators < 2:
+            if (
+                second
+                and sample.sampled
+                and settlements.get(task_id)
+                and settlements[task_id].annotators < 2
+            ):
                 wanted[task_id] = 2
         for task_id, row in escalations.items():
             settlement = settlements.get(task_id)
             if row.status == rv.Status.escalated.value and settlement and not settlement.settled:
-                wanted[task_id] = max(wanted.get(task_id, 0), settlement.want)
+                # overlap counts annotations; reviewers' verdicts count as opinions too
+                target = settlement.want - reviewers_only.get(task_id, 0)
+                wanted[task_id] = max(wanted.get(task_id, 0), target)
         reopened = 0
         for task_id, overlap in sorted(wanted.items()):
             task = tasks.get(task_id)
@@ -785,6 +859,80 @@ class SyncService:
             )
             reopened += 1
         return reopened
+
+    def _pull_reviews(self, report: PassReport) -> None:
+        """Read the reviewers' verdicts from the review API into the store."""
+        owner = {a.annotation_id: a.task_id for a in self.store.annotations(self.project_id)}
+        reviews = self.client.list_reviews(self.project_id)
+        rows = [
+            ReviewRow(
+                r.id,
+                r.annotation_id,
+                owner[r.annotation_id],
+                r.reviewer,
+                r.accepted,
+                r.labels,
+                r.created_at,
+            )
+            for r in reviews
+            if r.annotation_id in owner
+        ]
+        unknown = len(reviews) - len(rows)
+        if unknown:
+            report.problems.append(
+                f"{unknown} reviews are of annotations the store does not hold (deleted, or not "
+                "pulled yet); they count once the annotation is pulled"
+            )
+        self.store.replace_reviews(self.project_id, rows)
+
+    def _reviewer_ids(self, report: PassReport) -> list[int]:
+        review = self.plan.review
+        wanted = [e.lower() for e in (review.reviewers or review.escalation.experts)]
+        if not wanted:
+            return []
+        users = self.client.list_users()
+        missing = [e for e in wanted if e not in users]
+        if missing:
+            report.problems.append(
+                f"reviewers not in the organization: {', '.join(missing)} (invite them)"
+            )
+        return sorted({users[e] for e in wanted if e in users})
+
+    def _assign(
+        self,
+        tasks: dict[int, TaskRow],
+        samples: dict[int, SampleRow],
+        settlements: dict[int, rv.Settlement],
+        now: datetime,
+        report: PassReport,
+    ) -> int:
+        """Assign sampled tasks still waiting for review to the plan's reviewers (review API)."""
+        done = self.store.assignments(self.project_id)
+        waiting = sorted(
+            t
+            for t, s in samples.items()
+            if s.sampled
+            and t in tasks
+            and t not in done
+            and settlements.get(t)
+            and settlements[t].annotators < 2
+        )
+        if not waiting:
+            return 0
+        reviewers = self._reviewer_ids(report)
+        if not reviewers:
+            report.problems.append(
+                f"{len(waiting)} sampled tasks wait in the {self.REVIEW_TAB!r} tab unassigned: "
+                "name review.reviewers (or escalation.experts) in the plan to assign them"
+            )
+            return 0
+        try:
+            self.client.assign_for_review(self.project_id, waiting, reviewers)
+        except LabelStudioError as exc:
+            report.problems.append(f"could not assign {len(waiting)} tasks for review: {exc}")
+            return 0
+        self.store.put_assignments(self.project_id, waiting, reviewers, now)
+        return len(waiting)
 
     def _tabs(
         self,
@@ -837,7 +985,13 @@ class SyncService:
     def metrics(self, project: Project, report: PassReport) -> Metrics:
         """Compute the weekly metrics and alarms, publish them for Prometheus, and write the
         block into the project description (and the annotators' quota status) when asked."""
-        metrics = compute(self.task_facts(), self.plan, self.clock(), states=self.review_states())
+        metrics = compute(
+            self.task_facts(),
+            self.plan,
+            self.clock(),
+            states=self.review_states(),
+            review_by=self.review_how.reason if self.review_how else "",
+        )
         self.last_metrics = metrics
         self.store.set_cursor(self.project_id, "plan", self.plan.model_dump_json())
         report.alarms = [alarm.message for alarm in metrics.alarms]
@@ -999,21 +1153,32 @@ def review_facts(
     samples = store.samples(project_id)
     escalations = store.escalations(project_id)
     by_task: dict[int, list[AnnotationRow]] = defaultdict(list)
+    by_id: dict[int, AnnotationRow] = {}
     for annotation in store.annotations(project_id):
         by_task[annotation.task_id].append(annotation)
+        by_id[annotation.annotation_id] = annotation
+    reviewed: dict[int, list[Rating]] = defaultdict(list)
+    for review in store.reviews(project_id):
+        rating = review_rating(review, by_id.get(review.annotation_id), label_map, experts, now)
+        if rating is not None:
+            reviewed[review.task_id].append(rating)
+
+    def classes(labels: Iterable[str]) -> frozenset[str]:
+        return frozenset(label_map[x] for x in labels if x in label_map)
+
     facts = []
     for task in store.tasks(project_id):
         ratings = tuple(
             Rating(
                 a.completed_by,
-                frozenset(label_map[x] for x in a.labels if x in label_map),
+                classes(a.labels),
                 a.created_at or task.updated_at or now,
                 a.lead_time,
                 a.was_cancelled,
                 a.completed_by in experts,
             )
             for a in sorted(by_task.get(task.task_id, []), key=lambda a: a.annotation_id)
-        )
+        ) + tuple(reviewed.get(task.task_id, ()))
         score = scores.get(task.task_id)
         probs: dict[str, float] = {}
         for label, p in (score.probs if score else {}).items():
@@ -1033,6 +1198,46 @@ def review_facts(
             )
         )
     return facts
+
+
+def _reviewers_only(fact: TaskFacts) -> int:
+    """How many of a task's opinions come from reviewers who did not annotate it."""
+    annotators = {r.annotator for r in fact.ratings if not r.review}
+    return len({r.annotator for r in fact.ratings if r.review} - annotators)
+
+
+def review_rating(
+    review: ReviewRow,
+    annotation: AnnotationRow | None,
+    label_map: dict[str, str],
+    experts: set[int],
+    now: datetime,
+) -> Rating | None:
+    """A reviewer's verdict (Enterprise review API) as one more opinion on the task.
+
+    Accepting an annotation is agreeing with its classes. Rejecting it is disagreeing: the
+    reviewer's answer is their corrected result when it differs from what the annotation holds
+    now, else no class at all (the original answer is not known to be right; on a rare class
+    that escalates the item, and even an expert's bare rejection settles nothing). A review by the annotation's own author, or of an annotation the
+    store does not hold, is no opinion.
+    """
+    if annotation is None or review.reviewer is None or review.reviewer == annotation.completed_by:
+        return None
+    mine = frozenset(label_map[x] for x in annotation.labels if x in label_map)
+    if review.accepted:
+        answer = mine
+    else:
+        fixed = frozenset(label_map[x] for x in review.labels or () if x in label_map)
+        answer = fixed if fixed and fixed != mine else frozenset()
+    return Rating(
+        review.reviewer,
+        answer,
+        review.created_at or annotation.updated_at or now,
+        None,
+        False,
+        review.reviewer in experts and bool(answer),  # a bare rejection decides nothing
+        review=True,
+    )
 
 
 def switch_states(

@@ -39,6 +39,7 @@ review:
   escalation: {{experts: [{experts}]}}
   alarms: {{min_reviewed: 2}}
   annotator_quota_status: {quota_status}
+  {more}
 """
 
 CERTAIN = {
@@ -69,7 +70,10 @@ def setup(
     store = open_store(str(tmp_path / "review.sqlite3"))
     plan = parse_plan(
         REVIEW_PLAN.format(
-            small_lot=small_lot, experts=", ".join(experts), quota_status=str(quota_status).lower()
+            small_lot=small_lot,
+            experts=", ".join(experts),
+            quota_status=str(quota_status).lower(),
+            more="",
         )
     )
     service = SyncService(

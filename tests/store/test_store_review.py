@@ -1,10 +1,19 @@
-"""The store's review section: sampling decisions, judged lots and escalations (SQLite and PostgreSQL)."""
+"""The store's review section: sampling decisions, judged lots, escalations, Enterprise reviews
+and review assignments (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from labelplan.store import MIGRATIONS, EscalationRow, LotRow, SampleRow, Store, open_store
+from labelplan.store import (
+    MIGRATIONS,
+    EscalationRow,
+    LotRow,
+    ReviewRow,
+    SampleRow,
+    Store,
+    open_store,
+)
 
 AT = datetime(2024, 5, 6, 9, tzinfo=UTC)
 
@@ -43,11 +52,30 @@ def test_an_escalation_keeps_its_opening_and_takes_the_new_status(store: Store) 
     assert (row.status, row.settled_at, row.answer) == ("settled_by_expert", settled_at, ("car",))
 
 
-def test_the_review_tables_arrive_as_migration_three(store_url: str) -> None:
+def test_reviews_are_replaced_whole_each_time(store: Store) -> None:
+    accepted = ReviewRow(7, 70, 5, 4, True, None, AT)
+    corrected = ReviewRow(8, 71, 6, 4, False, ("Car",), AT)
+    store.replace_reviews(1, [accepted, corrected])
+    assert store.reviews(1) == [accepted, corrected]
+    edited = ReviewRow(8, 71, 6, 4, True, None, AT)
+    store.replace_reviews(1, [edited])  # review 7 deleted in Label Studio, 8 changed there
+    assert store.reviews(1) == [edited]
+    assert store.reviews(2) == []
+
+
+def test_a_task_is_assigned_for_review_once(store: Store) -> None:
+    store.put_assignments(1, [5, 6], [9, 4], AT)
+    store.put_assignments(1, [6, 7], [2], AT)
+    assert store.assignments(1) == {5: (4, 9), 6: (4, 9), 7: (2,)}
+
+
+def test_the_review_tables_arrive_as_migrations_three_and_four(store_url: str) -> None:
     opened = open_store(store_url)
     try:
-        assert len(MIGRATIONS) == 3
-        assert opened.execute("SELECT version FROM schema_version")[0][0] == 3
-        assert opened.migrate() == 3  # idempotent
+        assert len(MIGRATIONS) == 4
+        assert opened.execute("SELECT version FROM schema_version")[0][0] == 4
+        assert opened.migrate() == 4  # idempotent
+        assert opened.execute("SELECT count(*) FROM reviews")[0][0] == 0
+        assert opened.execute("SELECT count(*) FROM review_assignments")[0][0] == 0
     finally:
         opened.close()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labelplan.plan import TIER_ORDER, Plan, Switching, Tier, parse_plan
+from labelplan.plan import TIER_ORDER, Plan, PlanError, Switching, Tier, parse_plan
 from labelplan.review import (
     Item,
     Opinion,
@@ -20,6 +20,7 @@ from labelplan.review import (
     defect,
     initial_switch,
     judge_lot,
+    lot_due,
     replay,
     review_rate,
     risk_tier,
@@ -369,3 +370,48 @@ def test_weighted_error_rate_refuses_items_that_were_not_sampled() -> None:
 def test_a_single_reviewed_item_gives_a_rate_but_no_standard_error() -> None:
     estimate = weighted_error_rate([True], [0.3])
     assert estimate.rate == 1.0 and estimate.stderr is None and estimate.interval() is None
+
+
+# ---------------------------------------------------------------- when a lot is judged
+
+
+def test_a_lot_is_judged_only_after_its_week_and_the_grace_period() -> None:
+    # the plan week starts on Monday 2024-05-06 (UTC); it ends Monday 2024-05-13 00:00
+    end = datetime(2024, 5, 13, tzinfo=UTC)
+    assert not lot_due("2024-05-06", end - timedelta(minutes=1), PLAN)
+    assert not lot_due("2024-05-06", end + timedelta(hours=23, minutes=59), PLAN)  # grace: 24 h
+    assert lot_due("2024-05-06", end + timedelta(hours=24), PLAN)
+    prompt = PLAN.model_copy(
+        update={"review": PLAN.review.model_copy(update={"lot_grace_hours": 0.0})}
+    )
+    assert lot_due("2024-05-06", end, prompt)
+    assert not lot_due("2024-05-06", end - timedelta(seconds=1), prompt)
+
+
+def test_the_grace_period_follows_the_plan_timezone() -> None:
+    berlin = parse_plan(
+        """
+week: {start: monday, timezone: Europe/Berlin}
+classes:
+  car: {tier: nice_to_have, labels: [Car]}
+review: {lot_grace_hours: 2}
+"""
+    )
+    # the Berlin week of 2024-05-06 ends at midnight local time: 22:00 UTC on Sunday
+    end = datetime(2024, 5, 12, 22, tzinfo=UTC)
+    assert not lot_due("2024-05-06", end + timedelta(hours=1, minutes=59), berlin)
+    assert lot_due("2024-05-06", end + timedelta(hours=2), berlin)
+
+
+def test_review_mode_and_grace_are_validated_with_the_allowed_values() -> None:
+    with pytest.raises(PlanError) as caught:
+        parse_plan(
+            """
+classes:
+  car: {tier: nice_to_have, labels: [Car]}
+review: {mode: enterprise, lot_grace_hours: -1}
+"""
+        )
+    text = str(caught.value) + " ".join(str(p) for p in caught.value.problems)
+    assert "review.mode" in text and "second_annotation" in text and "review_api" in text
+    assert "review.lot_grace_hours" in text
