@@ -61,6 +61,8 @@ from labelplan.webhooks import Changes, Exposition
 log = logging.getLogger(__name__)
 
 UNCERTAINTY = "Uncertainty sampling"
+REVIEW_LANE = "review"
+"""The queue lane of tasks waiting for review: the review step ranks them, the push leaves them."""
 QUEUE_VERSION = "labelplan-queue"
 
 
@@ -441,10 +443,12 @@ class SyncService:
         """Write the queue head to Label Studio with the fewest calls."""
         written = self.store.queue(self.project_id)
         labeled = {t.task_id for t in self.store.tasks(self.project_id) if t.is_labeled}
-        active = {t: row.score for t, row in written.items() if t not in labeled}
-        planned = [e.id for e in queue.entries]
+        # the review step owns the scores of tasks in review (risk order, see _rank_review)
+        held = labeled | {t for t, row in written.items() if row.lane == REVIEW_LANE}
+        active = {t: row.score for t, row in written.items() if t not in held}
+        planned = [e.id for e in queue.entries if e.id not in held]
         desired = self.desired(planned, active)
-        moves = reconcile(desired, active, keep=frozenset(t for t in written if t in labeled))
+        moves = reconcile(desired, active, keep=frozenset(t for t in written if t in held))
         entries = {e.id: e for e in queue.entries}
         results = self._preannotations(moves.create)
         if moves.delete:
@@ -682,7 +686,9 @@ class SyncService:
             reviewers_only=reviewers_only,
         )
         assigned = 0 if second else self._assign(tasks, samples, settlements, now, report)
-        self._tabs(tasks, samples, escalations, settlements)
+        order, open_escalations = self._review_order(tasks, samples, escalations, settlements)
+        self._rank_review(order, report)
+        self._tabs(order, open_escalations)
         if self.store.cursor(self.project_id, "overlap_first") != "yes":
             self.client.set_overlap_first(self.project_id, True)
             self.store.set_cursor(self.project_id, "overlap_first", "yes")
@@ -934,14 +940,15 @@ class SyncService:
         self.store.put_assignments(self.project_id, waiting, reviewers, now)
         return len(waiting)
 
-    def _tabs(
+    def _review_order(
         self,
         tasks: dict[int, TaskRow],
         samples: dict[int, SampleRow],
         escalations: dict[int, EscalationRow],
         settlements: dict[int, rv.Settlement],
-    ) -> None:
-        """Keep the "Review queue" and "Escalations" tabs showing what waits, riskiest first."""
+    ) -> tuple[list[int], list[int]]:
+        """What waits for review, riskiest first — open escalations by age, then sampled tasks
+        by tier (must-not-miss first) and inclusion probability — and the open escalations."""
         rank = {tier.value: i for i, tier in enumerate(TIER_ORDER)}
         open_escalations = sorted(
             (
@@ -959,8 +966,52 @@ class SyncService:
             ),
             key=lambda t: (rank[samples[t].tier], -samples[t].probability, t),
         )
-        queue = list(dict.fromkeys([*open_escalations, *awaiting]))
-        wanted = {self.REVIEW_TAB: queue, self.ESCALATIONS_TAB: open_escalations}
+        return list(dict.fromkeys([*open_escalations, *awaiting])), open_escalations
+
+    def _rank_review(self, order: list[int], report: PassReport) -> None:
+        """Give the tasks waiting for review queue scores in risk order (fewest writes).
+
+        The Data Manager sorts a tab by one column; ``predictions_score`` is the score of the
+        prediction of the project's model version, the queue's. So the "Review queue" tab sorts
+        by it, and Label Studio, which serves re-opened tasks (``overlap > 1``) first, serves
+        them to second annotators in the same order. Ranked tasks get the lane ``review``; the
+        push step leaves them alone.
+        """
+        if not order:
+            return
+        written = self.store.queue(self.project_id)
+        wanted = set(order)
+        current = {t: written[t].score for t in order if t in written}
+        moves = reconcile(order, current)
+        version = self.settings.queue_version
+        reason = "waiting for review (risk order)"
+        rows = []
+        for task_id, score in moves.update.items():
+            try:
+                self.client.update_prediction(written[task_id].prediction_id, score=score)
+            except LabelStudioError as exc:
+                report.problems.append(f"task {task_id}: review rank not written: {exc}")
+                continue
+            rows.append(
+                QueueRow(
+                    task_id, written[task_id].prediction_id, version, score, REVIEW_LANE, reason
+                )
+            )
+        for task_id, score in moves.create.items():
+            created = self._create_one(NewPrediction(task_id, score, version, []), report)
+            if created:
+                rows.append(QueueRow(task_id, created, version, score, REVIEW_LANE, reason))
+        moved = set(moves.update) | set(moves.create)
+        rows.extend(  # kept where they were: only the lane changes, in the store
+            replace(written[t], lane=REVIEW_LANE, reason=reason)
+            for t in current
+            if t not in moved and t in wanted and written[t].lane != REVIEW_LANE
+        )
+        self.store.put_queue(self.project_id, rows)
+
+    def _tabs(self, order: list[int], open_escalations: list[int]) -> None:
+        """Keep the "Review queue" and "Escalations" tabs showing what waits, riskiest first."""
+        wanted = {self.REVIEW_TAB: order, self.ESCALATIONS_TAB: open_escalations}
         if self.store.cursor(self.project_id, "review_tabs") == json.dumps(wanted):
             return
         for title, ids in wanted.items():
@@ -976,7 +1027,7 @@ class SyncService:
                 ],
             }
             self.client.upsert_view(
-                self.project_id, title, filters=filters, ordering=["-tasks:total_annotations"]
+                self.project_id, title, filters=filters, ordering=["tasks:predictions_score"]
             )
         self.store.set_cursor(self.project_id, "review_tabs", json.dumps(wanted))
 

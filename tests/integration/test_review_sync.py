@@ -135,7 +135,12 @@ def test_sampled_tasks_are_served_to_a_second_annotator_and_never_back_to_the_fi
     for task_id in chosen:
         task = admin.read_task(task_id)
         assert task.overlap == 2 and not task.is_labeled
-    assert set(tab(admin, s["project"], "Review queue")) == chosen
+    # riskiest first: must-not-miss before nice-to-have, then higher inclusion probability
+    decided = s["store"].samples(s["project"])
+    tiers = {"must_not_miss": 0, "nice_to_have": 1, "experimental": 2}
+    risk_order = sorted(chosen, key=lambda t: (tiers[decided[t].tier], -decided[t].probability, t))
+    assert {decided[t].tier for t in chosen} == {"must_not_miss", "nice_to_have"}
+    assert tab(admin, s["project"], "Review queue") == risk_order
     for _ in range(5):  # alice keeps labeling: none of her sampled tasks comes back to her
         task = alice.client.next_task(s["project"])
         assert task is not None and task.id not in chosen
