@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 UNCERTAINTY = "Uncertainty sampling"
 REVIEW_LANE = "review"
-"""The queue lane of tasks waiting for review: the review step ranks them, the push leaves them."""
+"""The queue lane of a task that got its queue prediction from the review step (no plan lane)."""
 QUEUE_VERSION = "labelplan-queue"
 
 
@@ -443,8 +443,9 @@ class SyncService:
         """Write the queue head to Label Studio with the fewest calls."""
         written = self.store.queue(self.project_id)
         labeled = {t.task_id for t in self.store.tasks(self.project_id) if t.is_labeled}
-        # the review step owns the scores of tasks in review (risk order, see _rank_review)
-        held = labeled | {t for t, row in written.items() if row.lane == REVIEW_LANE}
+        # the review step owns the scores of tasks waiting for review (see _rank_review)
+        ranked = json.loads(self.store.cursor(self.project_id, "review_ranked") or "[]")
+        held = labeled | set(ranked)
         active = {t: row.score for t, row in written.items() if t not in held}
         planned = [e.id for e in queue.entries if e.id not in held]
         desired = self.desired(planned, active)
@@ -974,17 +975,18 @@ class SyncService:
         The Data Manager sorts a tab by one column; ``predictions_score`` is the score of the
         prediction of the project's model version, the queue's. So the "Review queue" tab sorts
         by it, and Label Studio, which serves re-opened tasks (``overlap > 1``) first, serves
-        them to second annotators in the same order. Ranked tasks get the lane ``review``; the
-        push step leaves them alone.
+        them to second annotators in the same order. The push step leaves the ranked tasks
+        alone (cursor ``review_ranked``). A task's queue ``lane`` is kept: it says which lane
+        served it, which the planner counts; a task that had no queue prediction gets the lane
+        ``review``, which no plan lane counts.
         """
+        self.store.set_cursor(self.project_id, "review_ranked", json.dumps(order))
         if not order:
             return
         written = self.store.queue(self.project_id)
-        wanted = set(order)
         current = {t: written[t].score for t in order if t in written}
         moves = reconcile(order, current)
         version = self.settings.queue_version
-        reason = "waiting for review (risk order)"
         rows = []
         for task_id, score in moves.update.items():
             try:
@@ -992,21 +994,12 @@ class SyncService:
             except LabelStudioError as exc:
                 report.problems.append(f"task {task_id}: review rank not written: {exc}")
                 continue
-            rows.append(
-                QueueRow(
-                    task_id, written[task_id].prediction_id, version, score, REVIEW_LANE, reason
-                )
-            )
+            rows.append(replace(written[task_id], score=score))
         for task_id, score in moves.create.items():
             created = self._create_one(NewPrediction(task_id, score, version, []), report)
             if created:
+                reason = "waiting for review (risk order)"
                 rows.append(QueueRow(task_id, created, version, score, REVIEW_LANE, reason))
-        moved = set(moves.update) | set(moves.create)
-        rows.extend(  # kept where they were: only the lane changes, in the store
-            replace(written[t], lane=REVIEW_LANE, reason=reason)
-            for t in current
-            if t not in moved and t in wanted and written[t].lane != REVIEW_LANE
-        )
         self.store.put_queue(self.project_id, rows)
 
     def _tabs(self, order: list[int], open_escalations: list[int]) -> None:

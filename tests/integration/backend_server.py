@@ -30,6 +30,8 @@ class BackendServer:
     process: subprocess.Popen[bytes]
     store_path: Path
     auth: tuple[str, str] = BASIC_AUTH
+    environment: dict[str, str] = field(default_factory=dict, repr=False)
+    """The backend's environment (an RQ worker beside it needs the same)."""
 
     @property
     def url(self) -> str:
@@ -44,7 +46,12 @@ class BackendServer:
 
 @contextlib.contextmanager
 def running_backend(
-    label_studio_url: str, api_key: str, workdir: Path, *, workers: int = 2
+    label_studio_url: str,
+    api_key: str,
+    workdir: Path,
+    *,
+    workers: int = 2,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[BackendServer]:
     """gunicorn with ``workers`` workers on a free port; stopped (process group) afterwards."""
     port = free_port()
@@ -69,6 +76,7 @@ def running_backend(
         }
     )
     env.pop("REDIS_URL", None)
+    env.update(extra_env or {})
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -80,7 +88,7 @@ def running_backend(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    server = BackendServer(port, log_path, process, store_path)
+    server = BackendServer(port, log_path, process, store_path, environment=env)
     try:
         deadline = time.monotonic() + 90
         while True:

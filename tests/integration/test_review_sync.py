@@ -127,6 +127,7 @@ def test_sampled_tasks_are_served_to_a_second_annotator_and_never_back_to_the_fi
         assert task is not None
         submit(admin, alice, s["project"], task.id, LABEL[s["truth"][task.id]], 3.0)
         done.append(task.id)
+    lanes_before = {t: {row.lane} for t, row in s["store"].queue(s["project"]).items()}
     report = s["service"].run_pass()
     chosen = sampled(s["store"], s["project"])
     # the first two of each of alice's lots (must_not_miss, nice_to_have) are reviewed in full
@@ -141,6 +142,9 @@ def test_sampled_tasks_are_served_to_a_second_annotator_and_never_back_to_the_fi
     risk_order = sorted(chosen, key=lambda t: (tiers[decided[t].tier], -decided[t].probability, t))
     assert {decided[t].tier for t in chosen} == {"must_not_miss", "nice_to_have"}
     assert tab(admin, s["project"], "Review queue") == risk_order
+    # ranking them for review keeps the lane that served them: the planner counts lane shares
+    queue = s["store"].queue(s["project"])
+    assert all(queue[t].lane in lanes_before[t] for t in chosen)
     for _ in range(5):  # alice keeps labeling: none of her sampled tasks comes back to her
         task = alice.client.next_task(s["project"])
         assert task is not None and task.id not in chosen

@@ -126,3 +126,19 @@ def test_a_block_that_differs_only_in_its_time_is_not_rewritten() -> None:
     assert (
         again.endswith(DESCRIPTION_END) and "1999-12-31T23:59:59" in again
     )  # only the time differs: kept
+
+
+def test_the_block_and_the_report_say_how_review_is_done(tmp_path: Path) -> None:
+    how = "blind second annotation (Label Studio Community 1.23.2: this server has no review API)"
+    said = compute(
+        [TaskFacts(99, (Rating(1, frozenset({"car"}), NOW, 3.0),), {"car": 0.9})],
+        PLAN,
+        NOW,
+        weeks=3,
+        review_by=how,
+    )
+    assert f"Review by {how}" in merge_description("", said)
+    assert "Review by" not in merge_description("", metrics())  # unknown: nothing claimed
+    written = {p.name: p for p in write_report(said, tmp_path, "t")}
+    assert f"Review by {how}." in written["report.html"].read_text()
+    assert json.loads(written["metrics.json"].read_text())["review_by"] == how
