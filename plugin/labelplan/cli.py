@@ -206,6 +206,15 @@ def sync(
     head_size: Annotated[
         int, typer.Option("--head-size", min=10, help="Queued tasks kept in Label Studio.")
     ] = 200,
+    metrics_every: Annotated[
+        float,
+        typer.Option(
+            "--metrics-every",
+            min=0.0,
+            help="Rewrite the metrics block in the description at most this often (seconds), "
+            "unless the alarms changed.",
+        ),
+    ] = 60.0,
     backend: Annotated[
         str | None,
         typer.Option(
@@ -262,7 +271,7 @@ def sync(
         client,
         store,
         sampling_plan,
-        SyncSettings(project, head_size=head_size),
+        SyncSettings(project, head_size=head_size, metrics_every=metrics_every),
         scorer=BackendScorer(backend, auth) if backend else None,
         changes=changes,
     )

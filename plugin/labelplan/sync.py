@@ -96,6 +96,9 @@ class SyncSettings:
     """From this many new predictions on, one import call instead of one call each."""
     reconcile_seconds: float = 2.0
     """Overlap when asking for tasks updated since the last pass (clock skew, same-second writes)."""
+    metrics_every: float = 60.0
+    """Rewrite the metrics block in the description (and the annotators' quota status) at most
+    this often, in seconds, unless the alarms changed: a pass runs on every webhook."""
 
 
 @dataclass
@@ -1005,9 +1008,10 @@ class SyncService:
     def _tabs(self, order: list[int], open_escalations: list[int]) -> None:
         """Keep the "Review queue" and "Escalations" tabs showing what waits, riskiest first."""
         wanted = {self.REVIEW_TAB: order, self.ESCALATIONS_TAB: open_escalations}
-        if self.store.cursor(self.project_id, "review_tabs") == json.dumps(wanted):
-            return
         for title, ids in wanted.items():
+            cursor = f"review_tab:{title}"
+            if self.store.cursor(self.project_id, cursor) == json.dumps(ids):
+                continue  # each tab is rewritten only when its own content changed
             filters = {
                 "conjunction": "and",
                 "items": [
@@ -1022,7 +1026,7 @@ class SyncService:
             self.client.upsert_view(
                 self.project_id, title, filters=filters, ordering=["tasks:predictions_score"]
             )
-        self.store.set_cursor(self.project_id, "review_tabs", json.dumps(wanted))
+            self.store.set_cursor(self.project_id, cursor, json.dumps(ids))
 
     # ---------------------------------------------------------------- 8. metrics
 
@@ -1042,19 +1046,40 @@ class SyncService:
         if self.exposition is not None:
             self.exposition.publish(prometheus_text(metrics, self.project_id))
         review = self.plan.review
-        if not review.enabled:
+        if not review.enabled or not self._write_back_due(metrics):
             return metrics
+        wrote = False
         if review.write_back:
             description = merge_description(project.description, metrics)
             if description != project.description:
                 self.client.update_project(self.project_id, description=description)
+                wrote = True
         if review.annotator_quota_status:
             instructions = merge_instructions(project.expert_instruction, metrics)
             if instructions != project.expert_instruction or not project.show_instruction:
                 self.client.update_project(
                     self.project_id, expert_instruction=instructions, show_instruction=True
                 )
+                wrote = True
+        if wrote:
+            self.store.set_cursor(self.project_id, "metrics_written_at", self.clock().isoformat())
+            self.store.set_cursor(self.project_id, "metrics_alarms", self._alarm_key(metrics))
         return metrics
+
+    @staticmethod
+    def _alarm_key(metrics: Metrics) -> str:
+        return json.dumps(sorted(alarm.message for alarm in metrics.alarms))
+
+    def _write_back_due(self, metrics: Metrics) -> bool:
+        """Whether the description block and quota status may be rewritten now: at most every
+        ``metrics_every`` seconds (a pass runs on every webhook), at once when the alarms changed."""
+        last = self.store.cursor(self.project_id, "metrics_written_at")
+        if last is None:
+            return True
+        if self.store.cursor(self.project_id, "metrics_alarms") != self._alarm_key(metrics):
+            return True
+        waited = (self.clock() - datetime.fromisoformat(last)).total_seconds()
+        return waited >= self.settings.metrics_every or waited < 0
 
     # ---------------------------------------------------------------- the loop
 

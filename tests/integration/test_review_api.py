@@ -261,3 +261,29 @@ def test_with_a_review_api_sampled_tasks_are_assigned_and_reviews_settle_and_jud
     assert (lots["nice_to_have"].reviewed, lots["nice_to_have"].defects) == (2, 1)
     description = admin.read_project(project).description
     assert "Review by Label Studio's review API (Label Studio Enterprise 1.23.2" in description
+
+
+# ---------------------------------------------------------------- how often the block is written
+
+
+def test_the_metrics_block_is_rewritten_at_most_every_minute(
+    make_project: Callable[..., Any],
+    make_member: Callable[[str], Member],
+    admin: LabelStudioClient,
+    tmp_path: Path,
+) -> None:
+    now = [datetime.now(UTC)]
+    service, project, truth = service_for(admin, make_project, tmp_path, clock=lambda: now[0])
+    assert service.settings.metrics_every == 60.0  # the default
+    service.run_pass()
+    first = admin.read_project(project).description
+    assert "bicycle [must_not_miss]: 0/5" in first
+    alice = make_member("annotator")
+    bike = next(t for t, name in truth.items() if name == "bicycle")
+    submit(admin, alice, project, bike, "Bicycle", 3.0)
+    now[0] += timedelta(seconds=30)
+    report = service.run_pass()
+    assert report.pulled >= 1 and admin.read_project(project).description == first
+    now[0] += timedelta(seconds=31)
+    service.run_pass()
+    assert "bicycle [must_not_miss]: 1/5" in admin.read_project(project).description

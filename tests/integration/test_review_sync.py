@@ -80,7 +80,7 @@ def setup(
         admin,
         store,
         plan,
-        SyncSettings(project_id, head_size=20, front=10),
+        SyncSettings(project_id, head_size=20, front=10, metrics_every=0),
         scorer=SimulatedBackend(store, project_id, scenario, task_ids),
     )
     return {
