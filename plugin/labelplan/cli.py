@@ -206,6 +206,15 @@ def sync(
     head_size: Annotated[
         int, typer.Option("--head-size", min=10, help="Queued tasks kept in Label Studio.")
     ] = 200,
+    score_per_pass: Annotated[
+        int,
+        typer.Option(
+            "--score-per-pass",
+            min=0,
+            help="Score at most this many new tasks per pass (0: all); a slow backend then gets a "
+            "first queue sooner.",
+        ),
+    ] = 0,
     metrics_every: Annotated[
         float,
         typer.Option(
@@ -271,7 +280,12 @@ def sync(
         client,
         store,
         sampling_plan,
-        SyncSettings(project, head_size=head_size, metrics_every=metrics_every),
+        SyncSettings(
+            project,
+            head_size=head_size,
+            metrics_every=metrics_every,
+            score_per_pass=score_per_pass,
+        ),
         scorer=BackendScorer(backend, auth) if backend else None,
         changes=changes,
     )
@@ -282,7 +296,9 @@ def sync(
 
     def show(report: PassReport) -> None:
         out.print(
-            f"pass: pulled {report.pulled}, scored {report.scored}, queue +{report.created} "
+            f"pass: pulled {report.pulled}, scored {report.scored}"
+            + (f" ({report.awaiting_scores} left)" if report.awaiting_scores else "")
+            + f", queue +{report.created} "
             f"~{report.updated} -{report.deleted}, {sum(report.calls.values())} calls "
             f"({report.writes} writes) in {sum(report.seconds.values()):.1f} s"
         )

@@ -36,6 +36,8 @@ BACKEND_DIR = Path(__file__).resolve().parents[2] / "backend"
 ADMIN_EMAIL = "demo@labelplan.local"
 ADMIN_PASSWORD = "labelplan-demo"  # a local, throwaway server on 127.0.0.1
 BACKEND_AUTH = ("labelstudio", "labelplan-demo-backend")
+SCORE_PER_PASS = 400
+"""Images the demo's sync scores per pass: the first queue comes after these, not after all."""
 
 
 class DemoError(RuntimeError):
@@ -260,6 +262,8 @@ def start_sync(
         str(demo.project_id),
         "--interval",
         str(interval),
+        "--score-per-pass",
+        str(SCORE_PER_PASS),
         "--webhook-port",
         str(free_port()),
     ]
@@ -374,7 +378,11 @@ def running_demo(
         say("starting the ML backend…")
         write_cold_start(root / "models", items, media.url)
         backend_url = start_backend(demo, root, store, backend_port or free_port())
-        say("starting the sync (its first pass scores every task: a few minutes for 3,764 images)…")
+        say(
+            f"starting the sync (each pass scores up to {SCORE_PER_PASS} new images: the first "
+            "queue comes after the first ones, about a minute, and improves as the rest are "
+            "scored)…"
+        )
         start_sync(demo, root, store, plan_path, backend_url, interval)
         first_pass_done(store, demo.project_id, 600, demo.children[-1])
         yield demo

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -96,6 +97,11 @@ class SyncSettings:
     """From this many new predictions on, one import call instead of one call each."""
     reconcile_seconds: float = 2.0
     """Overlap when asking for tasks updated since the last pass (clock skew, same-second writes)."""
+    score_per_pass: int = 0
+    """Score at most this many new tasks per pass (0: all). With a slow backend (images on a
+    CPU) the first queue is then written after the first tasks are scored, and it improves as
+    the rest are scored over the next passes. The tasks are taken in a seeded random order, so
+    each pass's share is a fair sample of the project."""
     metrics_every: float = 60.0
     """Rewrite the metrics block in the description (and the annotators' quota status) at most
     this often, in seconds, unless the alarms changed: a pass runs on every webhook."""
@@ -108,6 +114,8 @@ class PassReport:
     pulled: int = 0
     deleted_tasks: int = 0
     scored: int = 0
+    awaiting_scores: int = 0
+    """Tasks left for later passes to score (``score_per_pass``); planned unscored till then."""
     planned: int = 0
     created: int = 0
     updated: int = 0
@@ -388,6 +396,13 @@ class SyncService:
         ]
         if not todo:
             return
+        waiting = 0
+        limit = self.settings.score_per_pass
+        if limit and len(todo) > limit:
+            rng = random.Random(self.plan.seed)
+            todo = sorted(todo, key=lambda t: t.task_id)
+            rng.shuffle(todo)
+            todo, waiting = todo[:limit], len(todo) - limit
         report.problems.extend(self.scorer.score(project, todo))
         now_scored = {s.task_id for s in self.store.scores(self.project_id)}
         report.scored = sum(t.task_id in now_scored for t in todo)
@@ -396,6 +411,7 @@ class SyncService:
             report.problems.append(
                 f"{unscored} tasks have no scores (backend down or bad task data); planned without"
             )
+        report.awaiting_scores = waiting
 
     # ---------------------------------------------------------------- 3. plan
 

@@ -150,3 +150,32 @@ def test_three_annotators_follow_the_plan_closely(
 @pytest.fixture(autouse=True)
 def _quiet_sync_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("WARNING", logger="labelplan")
+
+
+def test_with_a_scoring_budget_the_first_queue_comes_after_the_first_tasks_are_scored(
+    admin: LabelStudioClient, make_project: Callable[..., Any], tmp_path: Path
+) -> None:
+    scenario = street_scenes()
+    project_id, task_ids = make_project(scenario.data, label_config=CONFIG, title="budget")
+    store = open_store(str(tmp_path / "budget.sqlite3"))
+    service = SyncService(
+        admin,
+        store,
+        scenario.plan(),
+        SyncSettings(project_id, head_size=100, front=10, score_per_pass=500),
+        scorer=SimulatedBackend(store, project_id, scenario, task_ids),
+    )
+    first = service.run_pass()
+    scored = {s.task_id for s in store.scores(project_id)}
+    assert (first.scored, first.awaiting_scores, len(scored)) == (500, 1500, 500)
+    # a seeded random sample of the project, not its first 500 tasks
+    assert max(scored) - min(scored) > 1500 and len(scored & set(task_ids[:500])) < 200
+    # the queue is written and served from the start; the front holds scored tasks only
+    assert first.created == 100 and admin.read_project(project_id).model_version == QUEUE_VERSION
+    front = [e.id for e in service.last_queue.entries[:10]]  # type: ignore[union-attr]
+    assert set(front) <= scored
+    assert admin.next_task(project_id).id == front[0]  # type: ignore[union-attr]
+    budgets = [service.run_pass().awaiting_scores for _ in range(3)]
+    assert budgets == [1000, 500, 0]
+    assert len(store.scores(project_id)) == len(task_ids)
+    store.close()
