@@ -62,6 +62,7 @@ from labelplan.webhooks import Changes, Exposition
 log = logging.getLogger(__name__)
 
 UNCERTAINTY = "Uncertainty sampling"
+SETTLED_STATUSES = frozenset(status.value for status in rv.SETTLED)
 REVIEW_LANE = "review"
 """The queue lane of a task that got its queue prediction from the review step (no plan lane)."""
 QUEUE_VERSION = "labelplan-queue"
@@ -706,6 +707,7 @@ class SyncService:
             reviewers_only=reviewers_only,
         )
         assigned = 0 if second else self._assign(tasks, samples, settlements, now, report)
+        closed = self._close_settled(tasks, facts, escalations, report)
         order, open_escalations = self._review_order(tasks, samples, escalations, settlements)
         self._rank_review(order, report)
         self._tabs(order, open_escalations)
@@ -718,6 +720,7 @@ class SyncService:
             "sampled": sum(d.sampled for d in decisions),
             "reopened": reopened,
             "assigned": assigned,
+            "closed": closed,
             "escalated": len(opened),
             "settled": len(settled),
             "lots_judged": judged,
@@ -885,6 +888,40 @@ class SyncService:
             )
             reopened += 1
         return reopened
+
+    def _close_settled(
+        self,
+        tasks: dict[int, TaskRow],
+        facts: list[TaskFacts],
+        escalations: dict[int, EscalationRow],
+        report: PassReport,
+    ) -> int:
+        """Take the extra annotator requests back from escalations that are settled.
+
+        An expert's review (review API) can settle an item while Label Studio still waits for
+        the annotations ``overlap`` asked for; lowering ``overlap`` to the annotators the task
+        has closes it, so nobody is served a task that is already decided.
+        """
+        annotators = {
+            f.task_id: len({r.annotator for r in f.ratings if not r.review and not r.skipped})
+            for f in facts
+        }
+        closed = 0
+        for task_id, row in sorted(escalations.items()):
+            task = tasks.get(task_id)
+            if task is None or row.status not in SETTLED_STATUSES:
+                continue
+            have = max(1, annotators.get(task_id, 0))
+            if task.overlap <= have:
+                continue
+            try:
+                self.client.set_task_overlap(task_id, have)
+            except LabelStudioError as exc:
+                report.problems.append(f"task {task_id}: settled, but still open: {exc}")
+                continue
+            self.store.upsert_tasks(self.project_id, [replace(task, overlap=have, is_labeled=True)])
+            closed += 1
+        return closed
 
     def _pull_reviews(self, report: PassReport) -> None:
         """Read the reviewers' verdicts from the review API into the store."""

@@ -249,6 +249,10 @@ def test_with_a_review_api_sampled_tasks_are_assigned_and_reviews_settle_and_jud
     row = store.escalations(project)[bike]
     assert (row.status, row.answer) == ("settled_by_expert", ("bicycle",))
     assert tab(admin, project, "Escalations") == []
+    # decided: the annotation asked for is taken back, so nobody is served the task again
+    assert report.review["closed"] == 1
+    closed = admin.read_task(bike)
+    assert closed.overlap == 1 and closed.is_labeled
 
     # lots are judged a day after the week ends, not before
     end = week_of(now[0], service.plan).end
