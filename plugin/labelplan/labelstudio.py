@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import requests
@@ -96,6 +97,10 @@ class NoClassControl(LabelStudioError):
 
 class InvalidPrediction(LabelStudioError, ValueError):
     """A prediction would be silently dropped by Label Studio; rejected before sending."""
+
+
+class AssignmentRefused(LabelStudioError):
+    """Label Studio refused a review assignment (4xx): nothing was assigned."""
 
 
 class PredictionsRejected(LabelStudioError):
@@ -1441,8 +1446,9 @@ class LabelStudioClient:
         )
 
     def list_reviews(self, project_id: int) -> list[AnnotationReview]:
-        """Every review with a verdict on the project's annotations (Enterprise only)."""
-        found: list[AnnotationReview] = []
+        """Every review with a verdict on the project's annotations (Enterprise only), once each
+        (a review can show up on two pages when the list changes while it is read)."""
+        found: dict[int, AnnotationReview] = {}
         params: dict[str, Any] | None = {"annotation__task__project": project_id}
         path = "/api/annotation-reviews/"
         while path:
@@ -1454,26 +1460,38 @@ class LabelStudioClient:
             for raw in items:
                 review = review_from_json(raw)
                 if review is not None:
-                    found.append(review)
+                    found[review.id] = review
             following = body.get("next") if isinstance(body, dict) else None
-            path = following.removeprefix(self.url) if following else ""
-            params = None  # the next page's address carries them
-        return found
+            path, params = "", None
+            if following:  # the next page's address carries the query; keep our host
+                parts = urlsplit(str(following))
+                path, params = parts.path, dict(parse_qsl(parts.query))
+        return sorted(found.values(), key=lambda r: r.id)
 
     def assign_for_review(
         self, project_id: int, task_ids: Sequence[int], user_ids: Sequence[int]
     ) -> None:
         """Assign tasks to reviewers (an Enterprise assignment of type ``RE``), the body the
-        SDK's ``projects.assignments.bulk_assign`` sends. Sent once, never repeated blindly."""
+        SDK's ``projects.assignments.bulk_assign`` sends. Sent once, never repeated blindly:
+        :class:`AssignmentRefused` when Label Studio answered no (nothing was assigned), another
+        :class:`LabelStudioError` when the outcome is unknown (5xx, no answer)."""
         body = {
             "selectedItems": {"all": False, "included": [int(t) for t in task_ids]},
             "type": "RE",
             "users": [int(u) for u in user_ids],
         }
-        self._call_once(
-            f"assign {len(task_ids)} tasks of project {project_id} for review",
-            lambda: self._request("POST", f"/api/projects/{project_id}/tasks/assignees", json=body),
-        )
+        what = f"assign {len(task_ids)} tasks of project {project_id} for review"
+        try:
+            self._request("POST", f"/api/projects/{project_id}/tasks/assignees", json=body)
+        except ApiError as exc:
+            error = self._translate(what, exc, None)
+            if 400 <= (exc.status_code or 0) < 500 and exc.status_code not in (408, 429):
+                raise AssignmentRefused(str(error)) from exc
+            raise error from exc
+        except requests.RequestException as exc:
+            raise LabelStudioUnavailable(
+                f"no answer from Label Studio at {self.url} to {what}: {exc}"
+            ) from exc
 
     def view_task_ids(self, project_id: int, view_id: int, *, page_size: int = 1000) -> list[int]:
         """The ids of the tasks a Data Manager tab shows, in the tab's order."""

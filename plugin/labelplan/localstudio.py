@@ -112,7 +112,13 @@ class LocalStudio:
         return env
 
     def start(self, timeout: float = 180.0) -> LocalStudio:
-        """Start the server and wait for ``/health``; on failure stop it and show its log."""
+        """Start the server and wait for ``/health``; on failure stop it and show its log.
+
+        Idempotent: a server this object already runs is not started twice (``with
+        LocalStudio(...).start()`` would otherwise leave the first one running, unowned).
+        """
+        if self.process is not None and self.process.poll() is None:
+            return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port()

@@ -915,7 +915,11 @@ class Store:
             self.execute("DELETE FROM reviews WHERE project_id = ?", (project_id,))
             self.executemany(
                 """INSERT INTO reviews (project_id, review_id, annotation_id, task_id, reviewer,
-                     accepted, labels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                     accepted, labels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (project_id, review_id) DO UPDATE SET
+                     annotation_id = excluded.annotation_id, task_id = excluded.task_id,
+                     reviewer = excluded.reviewer, accepted = excluded.accepted,
+                     labels = excluded.labels, created_at = excluded.created_at""",
                 (
                     (
                         project_id,
@@ -962,6 +966,13 @@ class Store:
                 (project_id, int(t), json.dumps(sorted(int(u) for u in reviewers)), _iso(at))
                 for t in task_ids
             ),
+        )
+
+    def delete_assignments(self, project_id: int, task_ids: Iterable[int]) -> None:
+        """Forget assignments Label Studio refused (they never happened)."""
+        self.executemany(
+            "DELETE FROM review_assignments WHERE project_id = ? AND task_id = ?",
+            ((project_id, int(t)) for t in task_ids),
         )
 
     def assignments(self, project_id: int) -> dict[int, tuple[int, ...]]:

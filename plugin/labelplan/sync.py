@@ -33,6 +33,7 @@ import requests
 
 from labelplan import review as rv
 from labelplan.labelstudio import (
+    AssignmentRefused,
     LabelStudioClient,
     LabelStudioError,
     NewPrediction,
@@ -403,6 +404,8 @@ class SyncService:
             rng = random.Random(self.plan.seed)
             todo = sorted(todo, key=lambda t: t.task_id)
             rng.shuffle(todo)
+            # tasks the backend could not read before go last, so they never block the rest
+            todo.sort(key=lambda t: t.problem is not None)
             todo, waiting = todo[:limit], len(todo) - limit
         report.problems.extend(self.scorer.score(project, todo))
         now_scored = {s.task_id for s in self.store.scores(self.project_id)}
@@ -465,7 +468,7 @@ class SyncService:
         labeled = {t.task_id for t in self.store.tasks(self.project_id) if t.is_labeled}
         # the review step owns the scores of tasks waiting for review (see _rank_review)
         ranked = json.loads(self.store.cursor(self.project_id, "review_ranked") or "[]")
-        held = labeled | set(ranked)
+        held = labeled | (set(ranked) if self.plan.review.enabled else set())
         active = {t: row.score for t, row in written.items() if t not in held}
         planned = [e.id for e in queue.entries if e.id not in held]
         desired = self.desired(planned, active)
@@ -858,11 +861,13 @@ class SyncService:
         reviewers_only = reviewers_only or {}
         wanted: dict[int, int] = {}
         for task_id, sample in samples.items():
+            settlement = settlements.get(task_id)
             if (
                 second
                 and sample.sampled
-                and settlements.get(task_id)
-                and settlements[task_id].annotators < 2
+                and settlement
+                and settlement.annotators < 2
+                and not settlement.settled  # an expert alone can settle it
             ):
                 wanted[task_id] = 2
         for task_id, row in escalations.items():
@@ -979,6 +984,7 @@ class SyncService:
             and t not in done
             and settlements.get(t)
             and settlements[t].annotators < 2
+            and not settlements[t].settled
         )
         if not waiting:
             return 0
@@ -989,12 +995,20 @@ class SyncService:
                 "name review.reviewers (or escalation.experts) in the plan to assign them"
             )
             return 0
+        # recorded first: an assignment whose outcome is unknown is never sent twice
+        self.store.put_assignments(self.project_id, waiting, reviewers, now)
         try:
             self.client.assign_for_review(self.project_id, waiting, reviewers)
-        except LabelStudioError as exc:
+        except AssignmentRefused as exc:
+            self.store.delete_assignments(self.project_id, waiting)
             report.problems.append(f"could not assign {len(waiting)} tasks for review: {exc}")
             return 0
-        self.store.put_assignments(self.project_id, waiting, reviewers, now)
+        except LabelStudioError as exc:
+            report.problems.append(
+                f"assigning tasks {waiting} for review: outcome unknown ({exc}); not sent again, "
+                "so that nobody is assigned twice: check their reviewers in Label Studio"
+            )
+            return 0
         return len(waiting)
 
     def _review_order(
@@ -1019,7 +1033,11 @@ class SyncService:
             (
                 t
                 for t, s in samples.items()
-                if s.sampled and t in tasks and settlements.get(t) and settlements[t].annotators < 2
+                if s.sampled
+                and t in tasks
+                and settlements.get(t)
+                and settlements[t].annotators < 2
+                and not settlements[t].settled
             ),
             key=lambda t: (rank[samples[t].tier], -samples[t].probability, t),
         )
@@ -1346,10 +1364,11 @@ def review_rating(
     if annotation is None or review.reviewer is None or review.reviewer == annotation.completed_by:
         return None
     mine = frozenset(label_map[x] for x in annotation.labels if x in label_map)
+    fixed = frozenset(label_map[x] for x in review.labels or () if x in label_map)
     if review.accepted:
-        answer = mine
+        # accepted with a result that differs from the annotation: accepted after a fix
+        answer = fixed if review.labels and fixed != mine else mine
     else:
-        fixed = frozenset(label_map[x] for x in review.labels or () if x in label_map)
         answer = fixed if fixed and fixed != mine else frozenset()
     return Rating(
         review.reviewer,

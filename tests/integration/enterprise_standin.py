@@ -47,6 +47,12 @@ class EnterpriseStandIn:
     """Reviews per project id, as the review API returns them."""
     received: list[Received] = field(default_factory=list)
     """Calls to the stand-in's own endpoints, in order."""
+    page_size: int | None = None
+    """Page the review list (``{"results", "next"}``) with this many per page, each page
+    repeating the previous page's last review (a list that shifted while it was read), and
+    ``next`` naming another host; ``None``: one plain list, as the SDK's type describes."""
+    assignment_status: int = 200
+    """What ``POST .../tasks/assignees`` answers (400: refused, 500: outcome unknown)."""
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -107,13 +113,32 @@ class EnterpriseStandIn:
                 if parts.path == "/api/annotation-reviews/" and self.command == "GET":
                     standin.received.append(Received("GET", parts.path, query, None))
                     project = int(query.get("annotation__task__project", ["0"])[0])
-                    self._answer(200, standin.reviews.get(project, []))
+                    found = standin.reviews.get(project, [])
+                    size = standin.page_size
+                    if size is None:
+                        self._answer(200, found)
+                        return
+                    page = int(query.get("page", ["1"])[0])
+                    start = max(0, (page - 1) * size - 1)  # repeats the previous page's last
+                    end = page * size
+                    following = (
+                        "https://elsewhere.invalid/api/annotation-reviews/"
+                        f"?annotation__task__project={project}&page={page + 1}"
+                    )
+                    self._answer(
+                        200,
+                        {
+                            "results": found[start:end],
+                            "next": following if end < len(found) else None,
+                        },
+                    )
                     return
                 if ASSIGNEES.match(parts.path) and self.command == "POST":
                     standin.received.append(
                         Received("POST", parts.path, query, json.loads(body or b"null"))
                     )
-                    self._answer(200, {"assignments": []})
+                    status = standin.assignment_status
+                    self._answer(status, {"assignments": []} if status < 300 else {"detail": "no"})
                     return
                 answer = self._forward(body)
                 if parts.path == "/api/version" and answer.ok:

@@ -291,3 +291,49 @@ def test_the_metrics_block_is_rewritten_at_most_every_minute(
     now[0] += timedelta(seconds=31)
     service.run_pass()
     assert "bicycle [must_not_miss]: 1/5" in admin.read_project(project).description
+
+
+def test_reviews_are_read_once_each_across_pages_whatever_host_next_names(
+    label_studio: LocalStudio, standin: EnterpriseStandIn, make_project: Callable[..., Any]
+) -> None:
+    project, _ = make_project([{"text": "a"}], label_config=CONFIG)
+    for annotation in range(101, 108):
+        standin.add_review(project, annotation, 7, annotation % 2 == 0)
+    standin.page_size = 3
+    ours = LabelStudioClient(standin.url, label_studio.token, retry_seconds=5)
+    got = ours.list_reviews(project)
+    assert [r.annotation_id for r in got] == list(range(101, 108))
+    pages = [r.query.get("page", ["1"])[0] for r in standin.received]
+    assert pages == ["1", "2", "3"]  # each page asked once, from the stand-in, not elsewhere
+
+
+def test_a_refused_assignment_is_retried_and_an_unknown_outcome_never_sent_twice(
+    label_studio: LocalStudio,
+    standin: EnterpriseStandIn,
+    make_project: Callable[..., Any],
+    make_member: Callable[[str], Member],
+    admin: LabelStudioClient,
+    tmp_path: Path,
+) -> None:
+    alice, rita = make_member("annotator"), make_member("reviewer")
+    client = LabelStudioClient(standin.url, label_studio.token, retry_seconds=5)
+    service, project, truth = service_for(client, make_project, tmp_path, reviewers=[rita.email])
+    service.run_pass()
+    car = next(t for t, name in truth.items() if name == "car")
+    submit(admin, alice, project, car, "Car", 3.0)
+    standin.assignment_status = 400  # refused: nothing was assigned, so it is asked again
+    refused = service.run_pass()
+    assert refused.review["assigned"] == 0 and service.store.assignments(project) == {}
+    assert any("could not assign" in p for p in refused.problems)
+    standin.assignment_status = 200
+    assert service.run_pass().review["assigned"] == 1
+    assert service.store.assignments(project) == {car: (rita.user_id,)}
+    person = next(t for t, name in truth.items() if name == "person")
+    submit(admin, alice, project, person, "Person", 3.0)
+    standin.assignment_status = 500  # the outcome is unknown: recorded, reported, never resent
+    unknown = service.run_pass()
+    assert any("outcome unknown" in p for p in unknown.problems)
+    sent = len(standin.assignments())
+    service.run_pass()
+    assert len(standin.assignments()) == sent == 3
+    assert set(service.store.assignments(project)) == {car, person}

@@ -209,6 +209,37 @@ def test_a_disagreement_on_a_rare_class_reaches_the_escalations_tab_until_an_exp
     assert tab(admin, project, "Escalations") == []
 
 
+def test_an_expert_alone_settles_an_escalation_and_the_task_stays_closed(
+    make_project: Callable[..., Any],
+    make_member: Callable[[str], Member],
+    admin: LabelStudioClient,
+    tmp_path: Path,
+) -> None:
+    dana = make_member("reviewer")
+    s = setup(
+        make_project,
+        admin,
+        tmp_path,
+        ["car", "car", "person", "person"],
+        small_lot=0,
+        experts=[dana.email],
+    )
+    # a likely car that might be a bicycle: low confidence on a must-not-miss class escalates
+    s["service"].scorer.scenario.probs[0] = {"Bicycle": 0.4, "Car": 0.55, "Person": 0.05}
+    project, unsure = s["project"], s["tasks"][0]
+    s["service"].run_pass()
+    submit(admin, dana, project, unsure, "Car", 4.0)  # the expert happens to label it first
+    first = s["service"].run_pass()
+    assert first.review["escalated"] == 1 and admin.read_task(unsure).overlap == 2
+    overlaps = []
+    for _ in range(3):  # settled by the expert: closed once, and never re-opened
+        s["service"].run_pass()
+        overlaps.append(admin.read_task(unsure).overlap)
+    assert overlaps == [1, 1, 1]
+    assert s["store"].escalations(project)[unsure].status == "settled_by_expert"
+    assert admin.read_task(unsure).is_labeled
+
+
 # ---------------------------------------------------------------- write-back and metrics
 
 

@@ -63,10 +63,19 @@ def test_reviews_are_replaced_whole_each_time(store: Store) -> None:
     assert store.reviews(2) == []
 
 
+def test_a_review_listed_twice_is_stored_once(store: Store) -> None:
+    first = ReviewRow(7, 70, 5, 4, False, None, AT)
+    again = ReviewRow(7, 70, 5, 4, True, None, AT)
+    store.replace_reviews(1, [first, again])
+    assert store.reviews(1) == [again]
+
+
 def test_a_task_is_assigned_for_review_once(store: Store) -> None:
     store.put_assignments(1, [5, 6], [9, 4], AT)
     store.put_assignments(1, [6, 7], [2], AT)
     assert store.assignments(1) == {5: (4, 9), 6: (4, 9), 7: (2,)}
+    store.delete_assignments(1, [6])
+    assert store.assignments(1) == {5: (4, 9), 7: (2,)}
 
 
 def test_the_review_tables_arrive_as_migrations_three_and_four(store_url: str) -> None:

@@ -52,6 +52,14 @@ def test_accepting_agrees_and_rejecting_disagrees() -> None:
     assert fixed_in_place is not None and fixed_in_place.classes == frozenset()
 
 
+def test_accepting_with_a_changed_result_is_a_correction() -> None:
+    car = annotation(("Car",))
+    fixed = review_rating(review(True, ("Bicycle",)), car, LABELS, set(), AT)
+    same = review_rating(review(True, ("Car",)), car, LABELS, set(), AT)
+    assert fixed is not None and fixed.classes == {"bicycle"}
+    assert same is not None and same.classes == {"car"}
+
+
 def test_no_opinion_from_the_author_or_of_an_unknown_annotation() -> None:
     car = annotation(("Car",))
     assert review_rating(review(True, by=ALICE), car, LABELS, set(), AT) is None
