@@ -339,12 +339,7 @@ def compute(
     tiers = _tiers(states or {})
     alarms = _alarms(rows, covered, digested, plan, now)
     awaiting = sum(
-        1
-        for d in digested
-        if d.facts.sampled
-        and d.facts.ratings
-        and d.settlement.annotators < 2
-        and not d.settlement.settled
+        1 for d in digested if d.facts.sampled and d.facts.ratings and d.settlement.awaiting_review
     )
     escalations = sum(
         1 for d in digested if d.facts.escalated_at is not None and not d.settlement.settled

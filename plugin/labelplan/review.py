@@ -393,6 +393,12 @@ class Settlement:
     def settled(self) -> bool:
         return self.status in SETTLED
 
+    @property
+    def awaiting_review(self) -> bool:
+        """A sampled item in this state still waits for its second opinion (an expert alone can
+        settle an escalated item, which then waits for nothing)."""
+        return self.annotators < 2 and not self.settled
+
 
 def latest_opinions(opinions: Iterable[Opinion]) -> list[Opinion]:
     """Each annotator's latest answer, in the order the annotators first answered."""

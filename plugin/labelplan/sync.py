@@ -215,6 +215,7 @@ class SyncService:
         self.project_id = settings.project_id
         self._verified = False
         self.last_queue: Queue | None = None
+        self._members: dict[str, int] | None = None
         self.review_how: ReviewHow | None = None
         """How this service reviews (decided by the first check; see :meth:`review_mode`)."""
 
@@ -274,6 +275,7 @@ class SyncService:
     def run_pass(self) -> PassReport:
         """One pull -> score -> plan -> push -> enable -> record pass."""
         report = PassReport()
+        self._members = None  # members can join between passes
         calls_before = Counter(self.client.calls)
         try:
             project = self._timed(report, "check", self.check)
@@ -743,8 +745,14 @@ class SyncService:
         wanted = {e.lower() for e in self.plan.review.escalation.experts}
         if not wanted or not self.plan.review.enabled:
             return set()
-        users = self.client.list_users()
+        users = self._users()
         return {users[e] for e in wanted if e in users}
+
+    def _users(self) -> dict[str, int]:
+        """The organization's members (email -> id), read once per pass."""
+        if self._members is None:
+            self._members = self.client.list_users()
+        return self._members
 
     def _settle(self, fact: TaskFacts) -> rv.Settlement:
         done = [r for r in fact.ratings if not r.skipped and r.annotator is not None]
@@ -862,13 +870,7 @@ class SyncService:
         wanted: dict[int, int] = {}
         for task_id, sample in samples.items():
             settlement = settlements.get(task_id)
-            if (
-                second
-                and sample.sampled
-                and settlement
-                and settlement.annotators < 2
-                and not settlement.settled  # an expert alone can settle it
-            ):
+            if second and sample.sampled and settlement and settlement.awaiting_review:
                 wanted[task_id] = 2
         for task_id, row in escalations.items():
             settlement = settlements.get(task_id)
@@ -958,7 +960,7 @@ class SyncService:
         wanted = [e.lower() for e in (review.reviewers or review.escalation.experts)]
         if not wanted:
             return []
-        users = self.client.list_users()
+        users = self._users()
         missing = [e for e in wanted if e not in users]
         if missing:
             report.problems.append(
@@ -983,8 +985,7 @@ class SyncService:
             and t in tasks
             and t not in done
             and settlements.get(t)
-            and settlements[t].annotators < 2
-            and not settlements[t].settled
+            and settlements[t].awaiting_review
         )
         if not waiting:
             return 0
@@ -1036,8 +1037,7 @@ class SyncService:
                 if s.sampled
                 and t in tasks
                 and settlements.get(t)
-                and settlements[t].annotators < 2
-                and not settlements[t].settled
+                and settlements[t].awaiting_review
             ),
             key=lambda t: (rank[samples[t].tier], -samples[t].probability, t),
         )
